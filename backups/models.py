@@ -1,0 +1,285 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from mcsite.ownership import owned_queryset
+from mcsite.sealing import seal, unseal
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+class Compression(models.TextChoices):
+    GZIP = "gzip"
+    BZIP2 = "bzip2"
+    LZMA = "lzma"
+    ZSTD = "zstd"
+    NONE = "none"
+
+
+class BackupSchedule(models.Model):
+    """One schedule per server (a database fact), owning one PeriodicTask."""
+
+    class ScheduleType(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
+    server = models.OneToOneField("servers.Server", on_delete=models.CASCADE, related_name="backup_schedule")
+    schedule_type = models.CharField(max_length=8, choices=ScheduleType.choices, default=ScheduleType.DAILY)
+    schedule_time = models.TimeField(help_text="HH:MM in the site's time zone")
+    retention_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    enabled = models.BooleanField(default=True)
+    compression = models.CharField(
+        max_length=8, choices=Compression.choices, blank=True, default="", help_text="Empty: the site default"
+    )
+    encrypt = models.BooleanField(null=True, blank=True, help_text="Empty: the site default")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = owned_queryset("server__owner").as_manager()
+
+    class Meta:
+        ordering = ["server__name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(retention_days__gte=1, retention_days__lte=365),
+                name="schedule_retention_days_1_365",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(schedule_type__in=["daily", "weekly", "monthly"]),
+                name="schedule_type_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.server} {self.schedule_type} at {self.schedule_time:%H:%M}"
+
+
+class BackupRecord(models.Model):
+    """One backup: its file, checksums, verification and state. A deleted
+    backup keeps its record (history) with status `deleted`."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        DELETED = "deleted"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULED = "scheduled"
+        SAFETY = "safety", "Safety backup before a restore"
+
+    server = models.ForeignKey(
+        "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    # Kept so backups the user chose to keep stay theirs after the server is gone.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="backups")
+    server_name = models.CharField(max_length=100)
+    filename = models.CharField(max_length=200, blank=True)
+    storage_path = models.CharField(max_length=500, blank=True, help_text="Relative to the backup root")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.GZIP)
+    encrypted = models.BooleanField(default=False)
+    key_fingerprint = models.CharField(max_length=64, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    source_bytes = models.BigIntegerField(null=True, blank=True)
+    file_count = models.IntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    md5 = models.CharField(max_length=32, blank=True)
+    world_name = models.CharField(max_length=200, blank=True)
+    minecraft_version = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    phase = models.CharField(max_length=20, blank=True)
+    progress_bytes = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    verification = models.JSONField(default=dict, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_passed = models.BooleanField(null=True, blank=True)
+    quality_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    quality_level = models.CharField(max_length=10, blank=True)
+    locked = models.BooleanField(default=False, help_text="Locked backups are never deleted by retention")
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    server_was_running = models.BooleanField(null=True, blank=True)
+    server_stopped_by_backup = models.BooleanField(default=False)
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = owned_queryset("owner").as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="one_active_backup_per_server",
+            ),
+            models.UniqueConstraint(
+                fields=["server", "filename"],
+                condition=~models.Q(filename=""),
+                name="backup_filename_unique_per_server",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quality_score__isnull=True) | models.Q(quality_score__lte=100),
+                name="backup_quality_score_0_100",
+            ),
+        ]
+        indexes = [models.Index(fields=["server", "status", "-created_at"])]
+
+    def __str__(self):
+        return self.filename or f"backup #{self.pk} of {self.server_name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class RestoreRequest(models.Model):
+    """A restore (or the rollback of one) of a server's folder from a backup."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        ROLLED_BACK = "rolled_back"
+
+    class Kind(models.TextChoices):
+        RESTORE = "restore"
+        ROLLBACK = "rollback"
+
+    server = models.ForeignKey("servers.Server", on_delete=models.CASCADE, related_name="restores")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RESTORE)
+    backup = models.ForeignKey(BackupRecord, null=True, on_delete=models.SET_NULL, related_name="restores")
+    backup_filename = models.CharField(max_length=200)
+    safety_backup = models.ForeignKey(
+        BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="safety_for"
+    )
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    phase = models.CharField(max_length=20, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_bytes = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    file_count = models.IntegerField(null=True, blank=True)
+    server_was_running = models.BooleanField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = owned_queryset("server__owner").as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="one_active_restore_per_server",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} of {self.server} from {self.backup_filename}"
+
+
+class BackupSettings(models.Model):
+    """Site-wide backup settings: one row (pk 1), shared by every process.
+    Secrets are stored sealed and never shown back."""
+
+    class EncryptionMode(models.TextChoices):
+        PASSWORD = "password"
+        KEY = "key"
+
+    compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.GZIP)
+    encryption_enabled = models.BooleanField(default=False)
+    encryption_mode = models.CharField(max_length=8, choices=EncryptionMode.choices, blank=True)
+    encryption_secret_sealed = models.TextField(blank=True, editable=False)
+    encryption_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    kdf_iterations = models.PositiveIntegerField(
+        default=600_000, validators=[MinValueValidator(100_000), MaxValueValidator(10_000_000)]
+    )
+    # Secrets of earlier keys/passwords, so old backups still decrypt after rotation:
+    # [{"fingerprint", "mode", "sealed", "iterations", "added_at"}]
+    keyring = models.JSONField(default=list, blank=True, editable=False)
+    verify_world = models.BooleanField(default=True, help_text="Validate the archived Minecraft world")
+    restore_test = models.BooleanField(default=False, help_text="Extract each backup to a temp folder and compare")
+    disk_warning_percent = models.PositiveSmallIntegerField(default=80)
+    disk_emergency_percent = models.PositiveSmallIntegerField(default=90)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "backup settings"
+        verbose_name_plural = "backup settings"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="backup_settings_singleton"),
+            models.CheckConstraint(condition=models.Q(kdf_iterations__gte=100_000), name="kdf_iterations_min"),
+        ]
+
+    def __str__(self):
+        return "Backup settings"
+
+    @classmethod
+    def load(cls) -> "BackupSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    @property
+    def encryption_secret(self) -> str:
+        return unseal(self.encryption_secret_sealed)
+
+    def set_encryption_secret(self, mode: str, secret: str, fingerprint: str) -> None:
+        self.encryption_mode = mode
+        self.encryption_secret_sealed = seal(secret)
+        self.encryption_fingerprint = fingerprint
+
+
+class AlertIncident(models.Model):
+    """One open incident per (kind, subject): alerts go out once when it opens,
+    not on every retry, and again only after it has been resolved."""
+
+    kind = models.CharField(max_length=40)
+    subject = models.CharField(max_length=200, help_text="e.g. server:12 or site")
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_message = models.TextField(blank=True)
+    notified = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"], condition=models.Q(resolved_at__isnull=True), name="one_open_incident"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.subject}"

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from mcsite.api.auth import TokenView
+from servers.api import ServerViewSet
+
+router = SimpleRouter()
+router.trailing_slash = "/?"  # paths work with and without the trailing slash
+router.register("servers", ServerViewSet, basename="server")
+
+api_patterns = [
+    re_path(r"^auth/token/?$", TokenView.as_view(), name="api-token"),
+    re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+]

@@ -1,0 +1,76 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+
+from mcsite.api.responses import respond
+from mcsite.api.schema import envelope_errors
+from mcsite.errors import DomainError, ErrorCode
+from servers import services
+from servers.models import Server
+from servers.serializers import ServerInputSerializer, ServerOutputSerializer
+
+
+class ServerViewSet(viewsets.GenericViewSet):
+    """Servers you may see: your own, or all of them for an admin."""
+
+    serializer_class = ServerOutputSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return Server.objects.for_user(self.request.user).select_related("owner")
+
+    @extend_schema(responses={200: ServerOutputSerializer(many=True), **envelope_errors(401)})
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ServerOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=ServerInputSerializer,
+        responses={201: ServerOutputSerializer, **envelope_errors(400, 401)},
+    )
+    def create(self, request):
+        data = _validated(request.data, partial=False)
+        server = services.server_create(owner=request.user, data=data, actor=request.user, request=request)
+        return respond(ServerOutputSerializer(server).data, message="Server created", status_code=201)
+
+    @extend_schema(responses={200: ServerOutputSerializer, **envelope_errors(401, 404)})
+    def retrieve(self, request, pk=None):
+        return respond(ServerOutputSerializer(self.get_object()).data)
+
+    @extend_schema(request=ServerInputSerializer, responses={200: ServerOutputSerializer, **envelope_errors(400, 401, 404)})
+    def update(self, request, pk=None):
+        return self._update(request, partial=False)
+
+    @extend_schema(request=ServerInputSerializer, responses={200: ServerOutputSerializer, **envelope_errors(400, 401, 404)})
+    def partial_update(self, request, pk=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool):
+        server = self.get_object()
+        data = _validated(request.data, partial=partial)
+        server = services.server_update(server=server, data=data, actor=request.user, request=request)
+        return respond(ServerOutputSerializer(server).data, message="Server updated")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "delete_backups", bool, description="Also delete this server's backups and their files (default: keep them)"
+            )
+        ],
+        responses={200: None, **envelope_errors(400, 401, 404)},
+    )
+    def destroy(self, request, pk=None):
+        server = self.get_object()
+        raw = request.query_params.get("delete_backups", "false").lower()
+        if raw not in {"true", "false", "1", "0"}:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "delete_backups must be true or false",
+                              details={"delete_backups": ["Must be true or false."]})
+        services.server_delete(server=server, delete_backups=raw in {"true", "1"}, actor=request.user, request=request)
+        return respond(None, message="Server deleted")
+
+
+def _validated(body, *, partial: bool) -> dict:
+    if not isinstance(body, dict):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "Request body must be a JSON object")
+    serializer = ServerInputSerializer(data=body, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -1,0 +1,36 @@
+import pytest
+
+
+@pytest.mark.django_db
+def test_it_issues_a_token_that_works_as_bearer_and_token(anon_api, alice):
+    response = anon_api.post("/api/auth/token", {"username": "alice", "password": "pw-alice"}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    token = body["data"]["token"]
+    for scheme in ("Bearer", "Token"):
+        anon_api.credentials(HTTP_AUTHORIZATION=f"{scheme} {token}")
+        assert anon_api.get("/api/servers").status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_wrong_password_and_audits_it(anon_api, alice):
+    from mcsite.models import AuditEvent
+
+    response = anon_api.post("/api/auth/token/", {"username": "alice", "password": "nope"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "AUTHENTICATION_REQUIRED"
+    assert AuditEvent.objects.filter(action="auth.token", outcome="failure").count() == 1
+
+
+@pytest.mark.django_db
+def test_it_rejects_a_missing_password_with_details(anon_api):
+    response = anon_api.post("/api/auth/token", {"username": "alice"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["details"]["password"]
+
+
+@pytest.mark.django_db
+def test_session_authentication_works_with_csrf(client, alice):
+    client.force_login(alice)
+    assert client.get("/api/servers").status_code == 200

@@ -1,0 +1,133 @@
+"""The permission matrix of /api/servers: anonymous 401, owner, another user
+404 (the body never names the other owner's server), superuser."""
+
+import pytest
+
+from mcsite.models import AuditEvent
+from servers.models import Server
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_server(alice, make_server):
+    return make_server(alice, "alices-secret-world")
+
+
+def _detail_urls(server):
+    return [f"/api/servers/{server.pk}", f"/api/servers/{server.pk}/"]
+
+
+def test_anonymous_gets_401_everywhere(anon_api, alices_server):
+    assert anon_api.get("/api/servers").status_code == 401
+    assert anon_api.post("/api/servers", {}, format="json").status_code == 401
+    for url in _detail_urls(alices_server):
+        assert anon_api.get(url).status_code == 401
+        assert anon_api.put(url, {}, format="json").status_code == 401
+        assert anon_api.patch(url, {}, format="json").status_code == 401
+        assert anon_api.delete(url).status_code == 401
+    assert Server.objects.filter(pk=alices_server.pk).exists()
+
+
+def test_owner_lists_reads_changes_and_deletes_their_server(alice_api, alices_server):
+    listed = alice_api.get("/api/servers/").json()["data"]
+    assert [s["name"] for s in listed] == ["alices-secret-world"]
+    assert listed[0]["owner"] == "alice"
+    assert "rcon_password" not in listed[0]
+
+    got = alice_api.get(f"/api/servers/{alices_server.pk}").json()["data"]
+    assert got["directory"] == "alices-secret-world"
+    assert got["status"]["state"] in {"running", "stopped"}
+
+    patched = alice_api.patch(f"/api/servers/{alices_server.pk}", {"memory_mb": 2048}, format="json")
+    assert patched.status_code == 200
+    assert patched.json()["data"]["memory_mb"] == 2048
+
+    assert alice_api.delete(f"/api/servers/{alices_server.pk}").status_code == 200
+    assert not Server.objects.filter(pk=alices_server.pk).exists()
+
+
+def test_another_user_gets_404_that_leaks_nothing(bob_api, alices_server):
+    listed = bob_api.get("/api/servers")
+    assert listed.json()["data"] == []
+    assert listed.json()["pagination"]["count"] == 0
+    for url in _detail_urls(alices_server):
+        for response in (
+            bob_api.get(url),
+            bob_api.put(url, {"name": "x", "directory": "alices-secret-world"}, format="json"),
+            bob_api.patch(url, {"memory_mb": 4096}, format="json"),
+            bob_api.delete(url),
+        ):
+            assert response.status_code == 404
+            assert response.json()["code"] == "NOT_FOUND"
+            assert "alices-secret-world" not in response.content.decode()
+    alices_server.refresh_from_db()
+    assert alices_server.memory_mb == 1024
+
+
+def test_superuser_sees_and_changes_every_server(admin_api, alices_server, bob, make_server):
+    make_server(bob, "bobs-world")
+    names = {s["name"] for s in admin_api.get("/api/servers").json()["data"]}
+    assert names == {"alices-secret-world", "bobs-world"}
+    response = admin_api.patch(f"/api/servers/{alices_server.pk}", {"backup_mode": "live"}, format="json")
+    assert response.status_code == 200
+    alices_server.refresh_from_db()
+    assert alices_server.backup_mode == "live"
+
+
+def test_create_sets_the_owner_and_defaults_and_audits(alice_api, alice, make_server_dir):
+    make_server_dir("creative", world=False)
+    response = alice_api.post(
+        "/api/servers",
+        {"name": "creative", "directory": "creative", "rcon_password": "hunter2", "rcon_port": 25580},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    data = response.json()["data"]
+    assert data["owner"] == "alice"
+    assert data["start_command"] == "java -Xms{mem}M -Xmx{mem}M -jar server.jar nogui"
+    assert data["exclude_patterns"] == ["logs/", "crash-reports/", "cache/", "*.tmp"]
+    assert data["backup_mode"] == "stop"
+    assert data["has_rcon_password"] is True
+    assert "hunter2" not in response.content.decode()
+    server = Server.objects.get(pk=data["id"])
+    assert server.rcon_password == "hunter2"
+    assert "hunter2" not in server.rcon_password_sealed
+    event = AuditEvent.objects.get(action="server.create")
+    assert event.actor == alice and event.object_id == str(server.pk) and event.ip_address == "127.0.0.1"
+
+
+def test_create_rejects_wrong_types_with_field_details(alice_api, make_server_dir):
+    make_server_dir("typed", world=False)
+    response = alice_api.post(
+        "/api/servers", {"name": "typed", "directory": "typed", "memory_mb": "2048", "rcon_port": True},
+        format="json",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert set(body["details"]) == {"memory_mb", "rcon_port"}
+    assert not Server.objects.exists()
+
+
+def test_duplicate_name_for_the_same_owner_is_a_validation_error(alice_api, alice, make_server, make_server_dir):
+    make_server(alice, "one")
+    make_server_dir("two", world=False)
+    response = alice_api.post("/api/servers", {"name": "one", "directory": "two"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["details"]["name"]
+
+
+def test_deleting_a_server_can_keep_or_delete_its_backups(alice_api, alice, make_server):
+    from backups.models import BackupRecord
+
+    kept = make_server(alice, "kept")
+    BackupRecord.objects.create(server=kept, owner=alice, server_name="kept", status="succeeded")
+    assert alice_api.delete(f"/api/servers/{kept.pk}").status_code == 200
+    record = BackupRecord.objects.get()
+    assert record.server is None and record.owner == alice and record.status == "succeeded"
+
+    gone = make_server(alice, "gone")
+    BackupRecord.objects.create(server=gone, owner=alice, server_name="gone", status="succeeded")
+    assert alice_api.delete(f"/api/servers/{gone.pk}?delete_backups=true").status_code == 200
+    assert BackupRecord.objects.get(server_name="gone").status == "deleted"
