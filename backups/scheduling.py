@@ -111,3 +111,25 @@ def next_run(schedule, *, now: datetime | None = None) -> datetime | None:
 
 def period(schedule) -> timedelta:
     return timedelta(days=PERIOD_DAYS[schedule.schedule_type])
+
+
+def periodic_task_differs(schedule) -> bool:
+    """True when the schedule's PeriodicTask is missing or says something else."""
+    task = PeriodicTask.objects.filter(name=periodic_task_name(schedule.pk)).select_related("crontab").first()
+    if task is None or task.crontab is None or schedule.periodic_task_id != task.pk:
+        return True
+    cron = task.crontab
+    wanted = (
+        str(schedule.schedule_time.minute), str(schedule.schedule_time.hour),
+        SUNDAY_CRON if schedule.schedule_type == "weekly" else "*",
+        "1" if schedule.schedule_type == "monthly" else "*",
+        settings.MCSITE_TIME_ZONE,
+    )
+    actual = (cron.minute, cron.hour, cron.day_of_week, cron.day_of_month, str(cron.timezone))
+    return (
+        wanted != actual
+        or task.enabled != schedule.enabled
+        or task.task != TASK_NAME
+        or json.loads(task.kwargs or "{}") != {"schedule_id": schedule.pk}
+        or (task.queue or "") != schedule.server.node
+    )

@@ -70,6 +70,7 @@ MCSITE_PORT = env_int("MCSITE_PORT", 5000, 1, 65535)
 MCSITE_SERVERS_ROOT = env_path("MCSITE_SERVERS_ROOT", VAR_DIR / "servers")
 MCSITE_BACKUP_ROOT = env_path("MCSITE_BACKUP_ROOT", VAR_DIR / "backups")
 MCSITE_LOG_DIR = env_path("MCSITE_LOG_DIR", BASE_DIR / "logs")
+MCSITE_RUN_DIR = env_path("MCSITE_RUN_DIR", VAR_DIR / "run")
 MCSITE_TIME_ZONE = env.str("MCSITE_TIME_ZONE", default="UTC")
 MCSITE_ALERT_URLS = env.list("MCSITE_ALERT_URLS", default=[])
 MCSITE_ALERT_EMAILS = env.list("MCSITE_ALERT_EMAILS", default=[])
@@ -291,6 +292,7 @@ LOGGING = {
     "loggers": {
         "mcsite": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "celery": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -15,6 +15,7 @@ api_patterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="api-token"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("backups/", include("backups.api.urls")),
     path("", include(router.urls)),
 ]
 

@@ -1,4 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+
+from mcsite.errors import DomainError
 
 from mcsite.admin_scoping import OwnerScopedAdmin
 from servers.forms import ServerForm
@@ -12,6 +14,36 @@ class ServerAdmin(OwnerScopedAdmin):
     list_filter = ("backup_mode", "node", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "directory", "owner__username")
     readonly_fields = ("pid", "pid_create_time", "created_at", "updated_at")
+    actions = ["backup_now", "start_servers", "stop_servers"]
+
+    def _each(self, request, queryset, action, done: str):
+        for server in queryset:
+            try:
+                action(server)
+                self.message_user(request, f"{server}: {done}")
+            except DomainError as exc:
+                self.message_user(request, f"{server}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Back up now")
+    def backup_now(self, request, queryset):
+        from backups.services.runs import backup_trigger
+
+        self._each(request, queryset, lambda s: backup_trigger(server=s, actor=request.user, request=request,
+                                                               source="admin"), "backup queued")
+
+    @admin.action(description="Start")
+    def start_servers(self, request, queryset):
+        from servers.services import server_start
+
+        self._each(request, queryset, lambda s: server_start(server=s, actor=request.user, request=request,
+                                                             source="admin"), "started")
+
+    @admin.action(description="Stop (gracefully)")
+    def stop_servers(self, request, queryset):
+        from servers.services import server_stop
+
+        self._each(request, queryset, lambda s: server_stop(server=s, actor=request.user, request=request,
+                                                            source="admin"), "stopped")
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))

@@ -1,5 +1,6 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
+from rest_framework.decorators import action
 
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
@@ -9,7 +10,26 @@ from servers.models import Server
 from servers.serializers import ServerInputSerializer, ServerOutputSerializer
 
 
-class ServerViewSet(viewsets.GenericViewSet):
+class _ServerControlMixin:
+    @extend_schema(request=None, responses={200: ServerOutputSerializer, **envelope_errors(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Start the server's process (start command in its folder, detached, output to logs/)."""
+        server = self.get_object()
+        services.server_start(server=server, actor=request.user, request=request)
+        return respond(ServerOutputSerializer(server).data, message="Server started")
+
+    @extend_schema(request=None, responses={200: ServerOutputSerializer, **envelope_errors(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop gracefully: RCON or console `stop`, then SIGTERM, then SIGKILL after the stop timeout."""
+        server = self.get_object()
+        outcome = services.server_stop(server=server, actor=request.user, request=request)
+        message = "Server stopped" if outcome.was_running else "Server was not running"
+        return respond(ServerOutputSerializer(server).data, message=f"{message} ({outcome.step.value})")
+
+
+class ServerViewSet(_ServerControlMixin, viewsets.GenericViewSet):
     """Servers you may see: your own, or all of them for an admin."""
 
     serializer_class = ServerOutputSerializer

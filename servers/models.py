@@ -99,4 +99,6 @@ class Server(models.Model):
             stop_timeout=float(self.stop_timeout),
             pid=self.pid,
             pid_create_time=self.pid_create_time,
+            # The console FIFO lives outside the server folder (never backed up).
+            console_fifo=Path(settings.MCSITE_RUN_DIR) / f"server-{self.pk}.console" if self.pk else None,
         )

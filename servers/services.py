@@ -105,3 +105,57 @@ def server_delete(*, server: Server, delete_backups: bool, actor, request=None, 
 
             backup_schedule_delete(schedule=schedule, actor=actor, request=request, source=source)
         server.delete()
+
+
+def _control_log(server: Server):
+    import logging
+
+    log = logging.getLogger("mcsite.servers")
+    return lambda message: log.info("server_control server_id=%s %s", server.pk, message)
+
+
+def _busy_check(server: Server) -> None:
+    from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
+
+    if RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+        raise DomainError(ErrorCode.RESTORE_IN_PROGRESS, "A restore is in progress; the server is managed by it")
+    if BackupRecord.objects.filter(server=server, status=BackupRecord.Status.RUNNING,
+                                   server_stopped_by_backup=True).exists():
+        raise DomainError(ErrorCode.BACKUP_IN_PROGRESS,
+                          "A backup has stopped the server and will start it again when it is done")
+
+
+def server_start(*, server: Server, actor, request=None, source: str = "api"):
+    from servers import control
+
+    if not server.path.is_dir():
+        raise DomainError(ErrorCode.SERVER_DIRECTORY_NOT_FOUND)
+    _busy_check(server)
+    try:
+        status = control.start(server.process_spec(), _control_log(server))
+    except control.ServerControlError as exc:
+        audit(actor=actor, action="server.start", obj=server, request=request, source=source,
+              outcome="failure", detail={"error": str(exc)[:500]})
+        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, str(exc)) from None
+    Server.objects.filter(pk=server.pk).update(pid=status.pid, pid_create_time=status.create_time)
+    server.pid, server.pid_create_time = status.pid, status.create_time
+    audit(actor=actor, action="server.start", obj=server, request=request, source=source, detail={"pid": status.pid})
+    return status
+
+
+def server_stop(*, server: Server, actor, request=None, source: str = "api"):
+    from servers import control
+
+    _busy_check(server)
+    try:
+        outcome = control.stop(server.process_spec(), _control_log(server))
+    except control.ServerControlError as exc:
+        audit(actor=actor, action="server.stop", obj=server, request=request, source=source,
+              outcome="failure", detail={"error": str(exc)[:500]})
+        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, str(exc)) from None
+    Server.objects.filter(pk=server.pk).update(pid=None, pid_create_time=None)
+    server.pid = server.pid_create_time = None
+    audit(actor=actor, action="server.stop", obj=server, request=request, source=source,
+          detail={"step": outcome.step.value, "was_running": outcome.was_running,
+                  "seconds": round(outcome.elapsed_seconds, 1)})
+    return outcome

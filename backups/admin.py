@@ -1,0 +1,203 @@
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from backups import scheduling
+from backups.models import BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
+from backups.services import actions, config, schedules
+from mcsite.admin_scoping import OwnerScopedAdmin
+from mcsite.errors import DomainError
+
+
+class ScheduleAdminForm(forms.ModelForm):
+    schedule_time = forms.TimeField(input_formats=["%H:%M"], widget=forms.TimeInput(format="%H:%M"),
+                                    help_text="HH:MM, 24-hour, in the site's time zone")
+
+    class Meta:
+        model = BackupSchedule
+        fields = ["server", "schedule_type", "schedule_time", "retention_days", "enabled", "compression", "encrypt"]
+
+
+@admin.register(BackupSchedule)
+class BackupScheduleAdmin(OwnerScopedAdmin):
+    form = ScheduleAdminForm
+    list_display = ("server", "schedule_type", "time_with_zone", "retention_days", "enabled", "next_run_display")
+    list_filter = ("schedule_type", "enabled", ("server", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("server__name",)
+    list_select_related = ("server",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("server",) if obj is not None else ()
+
+    @admin.display(description="time")
+    def time_with_zone(self, obj):
+        return f"{obj.schedule_time:%H:%M} {settings.MCSITE_TIME_ZONE}"
+
+    @admin.display(description="next run")
+    def next_run_display(self, obj):
+        value = scheduling.next_run(obj)
+        return f"{value:%Y-%m-%d %H:%M} {settings.MCSITE_TIME_ZONE}" if value else "— (disabled)"
+
+    def save_model(self, request, obj, form, change):
+        data = {field: form.cleaned_data[field] for field in form.changed_data if field != "server"}
+        if change:
+            schedules.backup_schedule_update(schedule=obj, data=data, actor=request.user, request=request,
+                                             source="admin")
+        else:
+            data = {f: form.cleaned_data[f] for f in schedules.SCHEDULE_FIELDS if f in form.cleaned_data}
+            created = schedules.backup_schedule_create(server=obj.server, data=data, actor=request.user,
+                                                       request=request, source="admin")
+            obj.pk = created.pk
+
+    def delete_model(self, request, obj):
+        schedules.backup_schedule_delete(schedule=obj, actor=request.user, request=request, source="admin")
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(BackupRecord)
+class BackupRecordAdmin(OwnerScopedAdmin):
+    list_display = ("filename_or_id", "server_name", "status", "trigger", "size_mb", "created_at", "quality_badge",
+                    "verification_passed", "locked")
+    list_filter = ("status", "trigger", "locked", "verification_passed", "compression", "encrypted",
+                   ("server", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("filename", "server_name", "sha256")
+    date_hierarchy = "created_at"
+    actions = ["verify_selected", "lock_selected", "unlock_selected"]
+    exclude = ("storage_path",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in BackupRecord._meta.fields if f.name != "storage_path"]
+
+    def has_add_permission(self, request):
+        return False  # backups are taken through "Backup now" or a schedule
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting goes through the service (file removed, record kept)
+
+    @admin.display(description="backup")
+    def filename_or_id(self, obj):
+        return obj.filename or f"#{obj.pk}"
+
+    @admin.display(description="MiB")
+    def size_mb(self, obj):
+        return f"{obj.size_bytes / 2**20:.1f}" if obj.size_bytes is not None else "—"
+
+    @admin.display(description="quality")
+    def quality_badge(self, obj):
+        if obj.quality_score is None:
+            return "—"
+        return format_html('<span class="quality quality-{}">{} {}</span>', obj.quality_level.lower(),
+                           obj.quality_score, obj.quality_level)
+
+    @admin.action(description="Verify selected backups again")
+    def verify_selected(self, request, queryset):
+        from backups import tasks
+
+        count = 0
+        for record in queryset:
+            try:
+                actions._require_file(record)
+            except DomainError:
+                continue
+            tasks.enqueue_verify(record)
+            self.audit(request, "backup.verify", record)
+            count += 1
+        self.message_user(request, f"Verification queued for {count} backup(s).")
+
+    def _lock(self, request, queryset, locked: bool):
+        for record in queryset:
+            try:
+                actions.backup_lock(record=record, locked=locked, actor=request.user, request=request, source="admin")
+            except DomainError as exc:
+                self.message_user(request, f"{record}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Lock (never delete by retention)")
+    def lock_selected(self, request, queryset):
+        self._lock(request, queryset, True)
+
+    @admin.action(description="Unlock")
+    def unlock_selected(self, request, queryset):
+        self._lock(request, queryset, False)
+
+
+@admin.register(RestoreRequest)
+class RestoreRequestAdmin(OwnerScopedAdmin):
+    list_display = ("id", "server", "kind", "backup_filename", "status", "created_at", "finished_at")
+    list_filter = ("status", "kind", ("server", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("backup_filename", "server__name")
+    exclude = ("steps",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in RestoreRequest._meta.fields if f.name != "steps"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class BackupSettingsForm(forms.ModelForm):
+    new_password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+                                   help_text="Set a new encryption password (older backups keep decrypting).")
+    new_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                              help_text="Or a base64 32-byte key.")
+
+    class Meta:
+        model = BackupSettings
+        fields = ["compression", "encryption_enabled", "kdf_iterations", "verify_world", "restore_test",
+                  "disk_warning_percent", "disk_emergency_percent"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("new_password") and data.get("new_key"):
+            raise forms.ValidationError("Give a new password or a new key, not both.")
+        return data
+
+
+@admin.register(BackupSettings)
+class BackupSettingsAdmin(admin.ModelAdmin):
+    """Site-wide settings, for admins. Secrets are written, never shown."""
+
+    form = BackupSettingsForm
+    readonly_fields = ("encryption_mode", "encryption_fingerprint", "updated_at")
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    has_change_permission = has_view_permission
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        from django.shortcuts import redirect
+
+        return redirect("admin:backups_backupsettings_change", BackupSettings.load().pk)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            config.settings_compression_set(compression=data["compression"], actor=request.user, source="admin")
+            config.settings_encryption_set(
+                enabled=data["encryption_enabled"], password=data.get("new_password") or None,
+                key=data.get("new_key") or None, iterations=data["kdf_iterations"], actor=request.user,
+                source="admin",
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        BackupSettings.objects.filter(pk=obj.pk).update(
+            verify_world=data["verify_world"], restore_test=data["restore_test"],
+            disk_warning_percent=data["disk_warning_percent"], disk_emergency_percent=data["disk_emergency_percent"],
+        )

@@ -1,0 +1,189 @@
+import re
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from backups import scheduling
+from backups.models import BackupRecord, BackupSchedule, Compression, RestoreRequest
+from mcsite.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+
+HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class ScheduleTimeField(StrictCharField):
+    """Strict 24-hour "HH:MM": "2:5", "24:00" and "02:00:00" are refused."""
+
+    default_error_messages = {"format": 'Must be a time as "HH:MM" (24-hour, two digits each), e.g. "02:00".'}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not HH_MM.match(value):
+            self.fail("format")
+        hour, minute = value.split(":")
+        return timezone.datetime.strptime(f"{hour}:{minute}", "%H:%M").time()
+
+    def to_representation(self, value):
+        return value.strftime("%H:%M")
+
+
+class ScheduleInputSerializer(serializers.Serializer):
+    server_id = StrictIntegerField(min_value=1, required=False)
+    schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices, required=False)
+    schedule_time = ScheduleTimeField(required=False)
+    retention_days = StrictIntegerField(min_value=1, max_value=365, required=False)
+    enabled = StrictBooleanField(required=False)
+    compression = serializers.ChoiceField(choices=Compression.choices, required=False, allow_null=True,
+                                          help_text="null: the site default")
+    encrypt = StrictBooleanField(required=False, allow_null=True, help_text="null: the site default")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_compression(self, value):
+        return value or ""
+
+
+class ScheduleCreateSerializer(ScheduleInputSerializer):
+    server_id = StrictIntegerField(min_value=1)
+    schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices)
+    schedule_time = ScheduleTimeField()
+
+
+class ScheduleOutputSerializer(serializers.ModelSerializer):
+    server_id = serializers.IntegerField(read_only=True)
+    server_name = serializers.CharField(source="server.name", read_only=True)
+    schedule_time = serializers.SerializerMethodField()
+    compression = serializers.SerializerMethodField()
+    last_backup = serializers.SerializerMethodField()
+    next_run = serializers.SerializerMethodField()
+    time_zone = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BackupSchedule
+        fields = ["id", "server_id", "server_name", "schedule_type", "schedule_time", "time_zone", "retention_days",
+                  "enabled", "compression", "encrypt", "last_backup", "next_run", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_schedule_time(self, schedule) -> str:
+        return schedule.schedule_time.strftime("%H:%M")
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_compression(self, schedule):
+        return schedule.compression or None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_last_backup(self, schedule):
+        value = getattr(schedule, "last_backup_at", None)
+        return serializers.DateTimeField().to_representation(value) if value else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_run(self, schedule):
+        value = scheduling.next_run(schedule)
+        return value.isoformat() if value else None
+
+    def get_time_zone(self, schedule) -> str:
+        return settings.MCSITE_TIME_ZONE
+
+
+class ProgressSerializer(serializers.Serializer):
+    phase = serializers.CharField()
+    bytes_done = serializers.IntegerField()
+    bytes_total = serializers.IntegerField()
+    percent = serializers.FloatField(allow_null=True)
+
+
+def progress_of(obj) -> dict:
+    total = obj.progress_total or 0
+    done = obj.progress_bytes or 0
+    percent = round(min(100.0, 100.0 * done / total), 1) if total else None
+    return {"phase": obj.phase, "bytes_done": done, "bytes_total": total, "percent": percent}
+
+
+class BackupOutputSerializer(serializers.ModelSerializer):
+    """The seed's Backup Object plus SPEC §10's fields; never a filesystem path."""
+
+    server_id = serializers.IntegerField(read_only=True, allow_null=True)
+    size = serializers.IntegerField(source="size_bytes", allow_null=True)
+    size_mb = serializers.SerializerMethodField()
+    created = serializers.DateTimeField(source="created_at")
+    age_days = serializers.SerializerMethodField()
+    checksum = serializers.SerializerMethodField()
+    verification = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BackupRecord
+        fields = ["id", "server_id", "server_name", "filename", "size", "size_mb", "created", "age_days", "checksum",
+                  "md5", "quality_score", "quality_level", "status", "trigger", "compression", "encrypted",
+                  "duration_seconds", "verification", "verified_at", "locked", "error_code", "error_message",
+                  "file_count", "world_name", "minecraft_version", "warnings", "started_at", "finished_at",
+                  "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_size_mb(self, record):
+        return round(record.size_bytes / 2**20, 2) if record.size_bytes is not None else None
+
+    def get_age_days(self, record) -> float:
+        return round((timezone.now() - record.created_at).total_seconds() / 86400, 2)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_checksum(self, record):
+        return f"sha256:{record.sha256}" if record.sha256 else None
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_verification(self, record):
+        if not record.verification:
+            return None
+        methods = record.verification.get("methods", {})
+        return {
+            "passed": record.verification_passed,
+            "methods": {name: {"ok": m.get("ok"), "skipped": m.get("skipped"), "errors": m.get("errors", [])[:20],
+                               "warnings": m.get("warnings", [])[:20]} for name, m in methods.items()},
+        }
+
+    @extend_schema_field(ProgressSerializer(allow_null=True))
+    def get_progress(self, record):
+        return progress_of(record) if record.is_active else None
+
+
+class RestoreOutputSerializer(serializers.ModelSerializer):
+    server_id = serializers.IntegerField(read_only=True)
+    safety_backup = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    steps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RestoreRequest
+        fields = ["id", "server_id", "kind", "backup_filename", "status", "safety_backup", "rollback_of",
+                  "created_at", "started_at", "finished_at", "file_count", "server_was_running", "error_code",
+                  "error_message", "progress", "steps"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_safety_backup(self, restore):
+        return restore.safety_backup.filename if restore.safety_backup_id and restore.safety_backup else None
+
+    @extend_schema_field(ProgressSerializer(allow_null=True))
+    def get_progress(self, restore):
+        return progress_of(restore) if restore.status in ("queued", "running") else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_steps(self, restore):
+        # Step names and times only: the folder names they carry stay inside.
+        return [{"step": s.get("step"), "at": s.get("at")} for s in restore.steps]
+
+
+class RestoreInputSerializer(serializers.Serializer):
+    backup_filename = StrictCharField(max_length=255)
+    confirm = StrictBooleanField(required=False, default=False)
+
+
+class LockInputSerializer(serializers.Serializer):
+    locked = StrictBooleanField(required=False, default=True)

@@ -1,0 +1,342 @@
+"""The backup API of the seed's "API Reference" plus SPEC §10. Views are
+thin: they find the caller's own objects (404 otherwise), validate input and
+call a service."""
+
+from django.db.models import Max, Q
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
+from rest_framework.throttling import UserRateThrottle
+
+from backups import storage
+from backups.api import serializers as s
+from backups.models import BackupRecord, BackupSchedule, RestoreRequest
+from backups.selectors import backup_status
+from backups.services import actions, restores, runs, schedules
+from mcsite.api.responses import respond
+from mcsite.api.schema import envelope_errors
+from mcsite.errors import DomainError, ErrorCode
+from servers.models import Server
+from servers.selectors import server_status
+
+
+class TriggerThrottle(UserRateThrottle):
+    scope = "backup_trigger"
+
+
+class RestoreThrottle(UserRateThrottle):
+    scope = "restore"
+
+
+def _body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "Request body must be a JSON object")
+    return request.data
+
+
+def _validated(serializer_class, request, **kwargs) -> dict:
+    serializer = serializer_class(data=_body(request), **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def visible_server(request, server_id) -> Server:
+    server = Server.objects.for_user(request.user).filter(pk=server_id).select_related("owner").first()
+    if server is None:
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return server
+
+
+def schedules_for(user):
+    return (BackupSchedule.objects.for_user(user).select_related("server")
+            .annotate(last_backup_at=Max("server__backups__created_at",
+                                         filter=Q(server__backups__status=BackupRecord.Status.SUCCEEDED)))
+            .order_by("server__name", "id"))
+
+
+class ServerScopedView(GenericAPIView):
+    def server(self) -> Server:
+        return visible_server(self.request, self.kwargs["server_id"])
+
+
+# --- schedules -------------------------------------------------------------------
+
+class ScheduleListView(GenericAPIView):
+    serializer_class = s.ScheduleOutputSerializer
+
+    @extend_schema(summary="List backup schedules", responses={200: s.ScheduleOutputSerializer(many=True)})
+    def get(self, request):
+        page = self.paginate_queryset(schedules_for(request.user))
+        return self.get_paginated_response(s.ScheduleOutputSerializer(page, many=True).data)
+
+    @extend_schema(summary="Create a backup schedule", request=s.ScheduleCreateSerializer,
+                   responses={201: s.ScheduleOutputSerializer, **envelope_errors(400, 404, 409)})
+    def post(self, request):
+        data = _validated(s.ScheduleCreateSerializer, request)
+        server = visible_server(request, data.pop("server_id"))
+        schedule = schedules.backup_schedule_create(server=server, data=data, actor=request.user, request=request)
+        return respond(s.ScheduleOutputSerializer(schedules_for(request.user).get(pk=schedule.pk)).data,
+                       message="Schedule created", status_code=201)
+
+
+class ScheduleDetailView(GenericAPIView):
+    serializer_class = s.ScheduleOutputSerializer
+
+    def schedule(self) -> BackupSchedule:
+        server = visible_server(self.request, self.kwargs["server_id"])
+        schedule = schedules_for(self.request.user).filter(server=server).first()
+        if schedule is None:
+            raise DomainError(ErrorCode.SCHEDULE_NOT_FOUND, f"No backup schedule for server {server.pk}")
+        return schedule
+
+    @extend_schema(summary="Get a server's schedule", responses={200: s.ScheduleOutputSerializer})
+    def get(self, request, server_id):
+        return respond(s.ScheduleOutputSerializer(self.schedule()).data)
+
+    @extend_schema(summary="Update a server's schedule (partial bodies accepted, as the seed shows)",
+                   request=s.ScheduleInputSerializer, responses={200: s.ScheduleOutputSerializer})
+    def put(self, request, server_id):
+        return self._update(request)
+
+    @extend_schema(summary="Partially update a server's schedule", request=s.ScheduleInputSerializer,
+                   responses={200: s.ScheduleOutputSerializer})
+    def patch(self, request, server_id):
+        return self._update(request)
+
+    def _update(self, request):
+        schedule = self.schedule()
+        data = _validated(s.ScheduleInputSerializer, request, partial=True)
+        if "server_id" in data and data.pop("server_id") != schedule.server_id:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "A schedule cannot move to another server",
+                              details={"server_id": ["A schedule cannot move to another server."]})
+        schedules.backup_schedule_update(schedule=schedule, data=data, actor=request.user, request=request)
+        return respond(s.ScheduleOutputSerializer(schedules_for(request.user).get(pk=schedule.pk)).data,
+                       message="Schedule updated")
+
+    @extend_schema(summary="Delete a server's schedule", responses={200: OpenApiResponse(description="Deleted")})
+    def delete(self, request, server_id):
+        schedules.backup_schedule_delete(schedule=self.schedule(), actor=request.user, request=request)
+        return respond(None, message="Schedule deleted")
+
+
+# --- backups -----------------------------------------------------------------------
+
+class TriggerView(ServerScopedView):
+    throttle_classes = [TriggerThrottle, UserRateThrottle]
+    serializer_class = s.BackupOutputSerializer
+
+    @extend_schema(summary="Trigger a backup now", request=None,
+                   responses={202: s.BackupOutputSerializer, **envelope_errors(404, 409, 507)})
+    def post(self, request, server_id):
+        record = runs.backup_trigger(server=self.server(), actor=request.user, request=request)
+        return respond(s.BackupOutputSerializer(record).data, message="Backup queued", status_code=202)
+
+
+class HistoryView(ServerScopedView):
+    serializer_class = s.BackupOutputSerializer
+
+    @extend_schema(summary="Every backup of the server, newest first", responses={200: s.BackupOutputSerializer(many=True)})
+    def get(self, request, server_id):
+        records = BackupRecord.objects.filter(server=self.server()).order_by("-created_at", "-id")
+        page = self.paginate_queryset(records)
+        return self.get_paginated_response(s.BackupOutputSerializer(page, many=True).data)
+
+
+class AvailableView(ServerScopedView):
+    serializer_class = s.BackupOutputSerializer
+
+    @extend_schema(summary="Backups that can be restored (succeeded, file present)",
+                   responses={200: s.BackupOutputSerializer(many=True)})
+    def get(self, request, server_id):
+        records = (BackupRecord.objects.filter(server=self.server(), status=BackupRecord.Status.SUCCEEDED)
+                   .exclude(storage_path="").order_by("-created_at", "-id"))
+        page = self.paginate_queryset(records)
+        present = [r for r in page if storage.file_present(r)]
+        return self.get_paginated_response(s.BackupOutputSerializer(present, many=True).data)
+
+
+StatusSerializer = inline_serializer("BackupStatus", {
+    "server_id": serializers.IntegerField(),
+    "server_name": serializers.CharField(),
+    "server_status": serializers.DictField(),
+    "schedule": s.ScheduleOutputSerializer(allow_null=True),
+    "next_run": serializers.DateTimeField(allow_null=True),
+    "time_zone": serializers.CharField(),
+    "running_backup": s.BackupOutputSerializer(allow_null=True),
+    "running_restore": s.RestoreOutputSerializer(allow_null=True),
+    "last_backup": s.BackupOutputSerializer(allow_null=True),
+    "last_successful_backup": s.BackupOutputSerializer(allow_null=True),
+    "metrics": serializers.DictField(),
+    "disk_usage": serializers.DictField(),
+})
+
+
+class StatusView(ServerScopedView):
+    serializer_class = StatusSerializer
+
+    @extend_schema(summary="Schedule, next run, running backup and progress, last backup, metrics, disk usage",
+                   responses={200: StatusSerializer})
+    def get(self, request, server_id):
+        from django.conf import settings
+
+        server = self.server()
+        status = backup_status(server=server)
+        schedule = schedules_for(request.user).filter(server=server).first()
+        metrics = dict(status["metrics"])
+        if metrics.get("last_success_at"):
+            metrics["last_success_at"] = metrics["last_success_at"].isoformat()
+
+        def one(serializer, obj):
+            return serializer(obj).data if obj is not None else None
+
+        return respond({
+            "server_id": server.pk,
+            "server_name": server.name,
+            "server_status": server_status(server=server),
+            "schedule": one(s.ScheduleOutputSerializer, schedule),
+            "next_run": status["next_run"].isoformat() if status["next_run"] else None,
+            "time_zone": settings.MCSITE_TIME_ZONE,
+            "running_backup": one(s.BackupOutputSerializer, status["running_backup"]),
+            "running_restore": one(s.RestoreOutputSerializer, status["running_restore"]),
+            "last_backup": one(s.BackupOutputSerializer, status["last_backup"]),
+            "last_successful_backup": one(s.BackupOutputSerializer, status["last_successful_backup"]),
+            "metrics": metrics,
+            "disk_usage": status["disk_usage"],
+        })
+
+
+class BackupDetailView(ServerScopedView):
+    serializer_class = s.BackupOutputSerializer
+
+    def record(self) -> BackupRecord:
+        record = BackupRecord.objects.filter(server=self.server(), pk=self.kwargs["backup_id"]).first()
+        if record is None:
+            raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
+        return record
+
+    @extend_schema(summary="One backup (poll it for progress)", responses={200: s.BackupOutputSerializer})
+    def get(self, request, server_id, backup_id):
+        return respond(s.BackupOutputSerializer(self.record()).data)
+
+    @extend_schema(summary="Delete a backup (file removed, record kept as deleted)",
+                   responses={200: s.BackupOutputSerializer, **envelope_errors(403, 409)})
+    def delete(self, request, server_id, backup_id):
+        record = actions.backup_delete(record=self.record(), actor=request.user, request=request)
+        return respond(s.BackupOutputSerializer(record).data, message="Backup deleted")
+
+
+class BackupVerifyView(BackupDetailView):
+    http_method_names = ["post", "options"]
+    @extend_schema(summary="Verify a stored backup again (queued)", request=None,
+                   responses={202: s.BackupOutputSerializer, **envelope_errors(409)})
+    def post(self, request, server_id, backup_id):
+        from backups import tasks
+        from mcsite.audit import audit
+
+        record = self.record()
+        if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
+            raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+        tasks.enqueue_verify(record)
+        audit(actor=request.user, action="backup.verify", obj=record, request=request)
+        return respond(s.BackupOutputSerializer(record).data, message="Verification queued", status_code=202)
+
+
+class BackupLockView(BackupDetailView):
+    http_method_names = ["post", "options"]
+    locked = True
+
+    @extend_schema(summary="Lock (pin) or unlock a backup: locked backups are never deleted by retention",
+                   request=None, responses={200: s.BackupOutputSerializer})
+    def post(self, request, server_id, backup_id):
+        record = actions.backup_lock(record=self.record(), locked=self.locked, actor=request.user, request=request)
+        return respond(s.BackupOutputSerializer(record).data, message="Backup locked" if self.locked else "Backup unlocked")
+
+
+class BackupUnlockView(BackupLockView):
+    locked = False
+
+
+class BackupDownloadView(BackupDetailView):
+    http_method_names = ["get", "head", "options"]
+    @extend_schema(summary="Download the backup file (streamed)",
+                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file")})
+    def get(self, request, server_id, backup_id):
+        from mcsite.audit import audit
+
+        record = self.record()
+        if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
+            raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+        audit(actor=request.user, action="backup.download", obj=record, request=request)
+        return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
+                            filename=record.filename, content_type="application/octet-stream")
+
+
+# --- restores ------------------------------------------------------------------------
+
+PreviewSerializer = inline_serializer("RestorePreview", {
+    "backup": s.BackupOutputSerializer(),
+    "contents": serializers.DictField(),
+    "space": serializers.DictField(),
+    "server_running": serializers.BooleanField(),
+    "warnings": serializers.ListField(child=serializers.CharField()),
+    "confirm_required": serializers.BooleanField(),
+})
+
+
+class RestoreView(ServerScopedView):
+    throttle_classes = [RestoreThrottle, UserRateThrottle]
+    serializer_class = s.RestoreOutputSerializer
+
+    @extend_schema(
+        summary="Preview (confirm: false) or start (confirm: true) a restore",
+        request=s.RestoreInputSerializer,
+        responses={200: PreviewSerializer, 202: s.RestoreOutputSerializer, **envelope_errors(404, 409)},
+    )
+    def post(self, request, server_id):
+        server = self.server()
+        data = _validated(s.RestoreInputSerializer, request)
+        if not data["confirm"]:
+            preview = restores.restore_preview(server=server, backup_filename=data["backup_filename"])
+            preview["backup"] = s.BackupOutputSerializer(preview["backup"]).data
+            preview["confirm_required"] = True
+            return respond(preview, message="Restore preview: nothing was changed. Send confirm: true to restore.")
+        restore = restores.restore_request(server=server, backup_filename=data["backup_filename"],
+                                           actor=request.user, request=request)
+        return respond(s.RestoreOutputSerializer(restore).data, message="Restore started", status_code=202)
+
+
+class RestoreListView(ServerScopedView):
+    serializer_class = s.RestoreOutputSerializer
+
+    @extend_schema(summary="Restores of the server, newest first", responses={200: s.RestoreOutputSerializer(many=True)})
+    def get(self, request, server_id):
+        restores_qs = RestoreRequest.objects.filter(server=self.server()).select_related("safety_backup")
+        page = self.paginate_queryset(restores_qs.order_by("-created_at", "-id"))
+        return self.get_paginated_response(s.RestoreOutputSerializer(page, many=True).data)
+
+
+class RestoreDetailView(ServerScopedView):
+    serializer_class = s.RestoreOutputSerializer
+
+    def restore(self) -> RestoreRequest:
+        restore = (RestoreRequest.objects.filter(server=self.server(), pk=self.kwargs["restore_id"])
+                   .select_related("safety_backup", "server").first())
+        if restore is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        return restore
+
+    @extend_schema(summary="One restore and its state", responses={200: s.RestoreOutputSerializer})
+    def get(self, request, server_id, restore_id):
+        return respond(s.RestoreOutputSerializer(self.restore()).data)
+
+
+class RollbackView(RestoreDetailView):
+    http_method_names = ["post", "options"]
+    throttle_classes = [RestoreThrottle, UserRateThrottle]
+
+    @extend_schema(summary="Undo a finished restore from its safety backup", request=None,
+                   responses={202: s.RestoreOutputSerializer, **envelope_errors(404, 409)})
+    def post(self, request, server_id, restore_id):
+        rollback = restores.restore_rollback(restore=self.restore(), actor=request.user, request=request)
+        return respond(s.RestoreOutputSerializer(rollback).data, message="Rollback started", status_code=202)

@@ -1,0 +1,33 @@
+"""Registers the periodic system tasks (reaper, disk monitor, retention
+sweep, dead-man check). It only touches PeriodicTasks named `system:…`."""
+
+import json
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+SYSTEM_TASKS = {
+    "system:reap-stale-runs": ("backups.tasks.reap_stale_runs", 1, IntervalSchedule.MINUTES),
+    "system:check-disk-usage": ("backups.tasks.check_disk_usage", 10, IntervalSchedule.MINUTES),
+    "system:sweep-retention": ("backups.tasks.sweep_retention", 1, IntervalSchedule.HOURS),
+    "system:check-dead-man": ("backups.tasks.check_dead_man", 30, IntervalSchedule.MINUTES),
+}
+
+
+class Command(BaseCommand):
+    help = "Create or update mcsite's own periodic tasks (names starting with 'system:')."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            for name, (task, every, period) in SYSTEM_TASKS.items():
+                interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
+                PeriodicTask.objects.update_or_create(
+                    name=name,
+                    defaults={"task": task, "interval": interval, "crontab": None, "kwargs": json.dumps({}),
+                              "enabled": True, "description": "mcsite system task"},
+                )
+            stale = PeriodicTask.objects.filter(name__startswith="system:").exclude(name__in=SYSTEM_TASKS)
+            removed = stale.count()
+            stale.delete()
+        self.stdout.write(f"{len(SYSTEM_TASKS)} system tasks registered, {removed} obsolete removed")

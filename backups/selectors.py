@@ -1,0 +1,97 @@
+"""Reads: metrics, disk usage, the status of a server's backups. Each uses a
+fixed number of queries whatever the number of rows."""
+
+import shutil
+from datetime import timedelta
+
+from django.db.models import Avg, Count, Max, Q, Sum
+from django.utils import timezone
+
+from backups import scheduling, storage
+from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
+
+WINDOWS = {"24h": timedelta(hours=1 * 24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+_FINISHED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED, BackupRecord.Status.DELETED]
+
+
+def backup_metrics(*, records=None, now=None) -> dict:
+    """Success and verification rates over 24 h / 7 d / 30 d, durations and
+    sizes, for a queryset of backups (one server's, a user's, or all). One query."""
+    now = now or timezone.now()
+    records = (records if records is not None else BackupRecord.objects.all()).exclude(
+        trigger=BackupRecord.Trigger.SAFETY)
+    aggregates = {}
+    for label, span in WINDOWS.items():
+        since = Q(created_at__gte=now - span)
+        done = since & Q(status__in=_FINISHED)
+        # A deleted backup counts as it ended: retention deletes good ones, and
+        # a failed one keeps its error code when its file is removed.
+        ok = since & (Q(status=BackupRecord.Status.SUCCEEDED) | Q(status=BackupRecord.Status.DELETED, error_code=""))
+        aggregates[f"total_{label}"] = Count("id", filter=done)
+        aggregates[f"ok_{label}"] = Count("id", filter=ok)
+        aggregates[f"verified_{label}"] = Count("id", filter=ok & Q(verification_passed__isnull=False))
+        aggregates[f"verified_ok_{label}"] = Count("id", filter=ok & Q(verification_passed=True))
+    recent = Q(created_at__gte=now - WINDOWS["30d"], status=BackupRecord.Status.SUCCEEDED)
+    aggregates["avg_duration"] = Avg("duration_seconds", filter=recent)
+    aggregates["avg_size"] = Avg("size_bytes", filter=recent)
+    aggregates["stored_bytes"] = Sum("size_bytes", filter=Q(status__in=[
+        BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]) & ~Q(storage_path=""))
+    aggregates["stored_count"] = Count("id", filter=Q(status=BackupRecord.Status.SUCCEEDED))
+    aggregates["last_success"] = Max("finished_at", filter=Q(status=BackupRecord.Status.SUCCEEDED))
+    row = records.aggregate(**aggregates)
+    metrics = {}
+    for label in WINDOWS:
+        total, ok = row[f"total_{label}"], row[f"ok_{label}"]
+        verified, verified_ok = row[f"verified_{label}"], row[f"verified_ok_{label}"]
+        metrics[f"success_rate_{label}"] = round(100.0 * ok / total, 1) if total else None
+        metrics[f"verification_rate_{label}"] = round(100.0 * verified_ok / verified, 1) if verified else None
+        metrics[f"backups_{label}"] = total
+    metrics["average_duration_seconds_30d"] = round(row["avg_duration"], 2) if row["avg_duration"] else None
+    metrics["average_size_bytes_30d"] = int(row["avg_size"]) if row["avg_size"] else None
+    metrics["stored_bytes"] = row["stored_bytes"] or 0
+    metrics["stored_backups"] = row["stored_count"]
+    metrics["last_success_at"] = row["last_success"]
+    return metrics
+
+
+def backup_trend(*, records, limit: int = 60) -> list[dict]:
+    """Size and duration of the latest successful backups, oldest first (charts)."""
+    rows = (records.filter(status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.DELETED],
+                           size_bytes__isnull=False)
+            .exclude(trigger=BackupRecord.Trigger.SAFETY)
+            .order_by("-created_at").values("created_at", "size_bytes", "duration_seconds", "quality_score")[:limit])
+    return list(reversed(list(rows)))
+
+
+def disk_usage(*, server=None) -> dict:
+    usage = shutil.disk_usage(storage.backup_root())
+    data = {
+        "total_bytes": usage.total,
+        "used_bytes": usage.used,
+        "free_bytes": usage.free,
+        "used_percent": round(100.0 * usage.used / usage.total, 1) if usage.total else None,
+    }
+    if server is not None:
+        data["server_backup_bytes"] = BackupRecord.objects.filter(
+            server=server, status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]
+        ).exclude(storage_path="").aggregate(total=Sum("size_bytes"))["total"] or 0
+    return data
+
+
+def backup_status(*, server) -> dict:
+    schedule = getattr(server, "backup_schedule", None)
+    records = BackupRecord.objects.filter(server=server)
+    running = records.filter(status__in=ACTIVE_STATUSES).first()
+    last = records.filter(status__in=_FINISHED).exclude(trigger=BackupRecord.Trigger.SAFETY).first()
+    last_ok = records.filter(status__in=[BackupRecord.Status.SUCCEEDED]).first()
+    restore = RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).first()
+    return {
+        "schedule": schedule,
+        "next_run": scheduling.next_run(schedule) if schedule is not None else None,
+        "running_backup": running,
+        "running_restore": restore,
+        "last_backup": last,
+        "last_successful_backup": last_ok,
+        "metrics": backup_metrics(records=records),
+        "disk_usage": disk_usage(server=server),
+    }

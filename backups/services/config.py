@@ -1,0 +1,116 @@
+"""Site-wide backup settings (SPEC §8): compression and encryption, stored in
+the BackupSettings row so every process (web, worker, beat, shell) sees the
+same values. Secrets are sealed at rest and never shown back."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from backups.engine import EncryptionSpec, Keyring
+from backups.engine.errors import EngineError
+from backups.models import BackupSettings, Compression
+from mcsite.audit import audit
+from mcsite.errors import DomainError, ErrorCode
+from mcsite.sealing import seal, unseal
+
+
+def _invalid(field: str, message: str) -> DomainError:
+    return DomainError(ErrorCode.VALIDATION_ERROR, message, details={field: [message]})
+
+
+def settings_compression_set(*, compression: str, actor=None, source: str = "python") -> BackupSettings:
+    if compression not in Compression.values:
+        raise _invalid("compression", f"Unknown compression {compression!r}; choose one of {', '.join(Compression.values)}")
+    with transaction.atomic():
+        config = BackupSettings.objects.select_for_update().get(pk=BackupSettings.load().pk)
+        config.compression = compression
+        config.save(update_fields=["compression", "updated_at"])
+        audit(actor=actor, action="settings.compression", obj=config, source=source, detail={"compression": compression})
+    return config
+
+
+def settings_encryption_set(
+    *, enabled: bool, password: str | None = None, key: str | None = None, iterations: int | None = None,
+    actor=None, source: str = "python",
+) -> BackupSettings:
+    """Turns encryption on with a new password or key (the previous secret is
+    kept in the keyring so older backups still decrypt), back on with the
+    stored secret, or off."""
+    if not isinstance(enabled, bool):
+        raise _invalid("enabled", "enabled must be True or False")
+    if password is not None and key is not None:
+        raise _invalid("key", "Give a password or a key, not both")
+    with transaction.atomic():
+        config = BackupSettings.objects.select_for_update().get(pk=BackupSettings.load().pk)
+        if iterations is not None:
+            if isinstance(iterations, bool) or not isinstance(iterations, int) or not 100_000 <= iterations <= 10_000_000:
+                raise _invalid("iterations", "iterations must be an integer between 100000 and 10000000")
+            config.kdf_iterations = iterations
+        if enabled and (password is not None or key is not None):
+            try:
+                spec = (EncryptionSpec.from_password(password, config.kdf_iterations) if password is not None
+                        else EncryptionSpec.from_key(key))
+            except EngineError as exc:
+                raise _invalid("password" if password is not None else "key", exc.message) from None
+            _retire_current_secret(config)
+            config.set_encryption_secret(spec.mode_name, password if password is not None else key, spec.fingerprint)
+        elif enabled and not config.encryption_secret_sealed:
+            raise _invalid("password", "Encryption needs a password or a key the first time it is enabled")
+        config.encryption_enabled = enabled
+        config.save()
+        audit(actor=actor, action="settings.encryption", obj=config, source=source,
+              detail={"enabled": enabled, "mode": config.encryption_mode, "fingerprint": config.encryption_fingerprint})
+    return config
+
+
+def _retire_current_secret(config: BackupSettings) -> None:
+    if not config.encryption_secret_sealed:
+        return
+    known = {entry["fingerprint"] for entry in config.keyring}
+    if config.encryption_fingerprint not in known:
+        config.keyring = [*config.keyring, {
+            "fingerprint": config.encryption_fingerprint,
+            "mode": config.encryption_mode,
+            "sealed": seal(unseal(config.encryption_secret_sealed)),
+            "iterations": config.kdf_iterations,
+            "retired_at": timezone.now().isoformat(),
+        }]
+
+
+def _spec(mode: str, secret: str, iterations: int) -> EncryptionSpec:
+    return EncryptionSpec.from_password(secret, iterations) if mode == "password" else EncryptionSpec.from_key(secret)
+
+
+def current_encryption_spec(config: BackupSettings | None = None) -> EncryptionSpec | None:
+    config = config or BackupSettings.load()
+    if not config.encryption_secret_sealed:
+        return None
+    return _spec(config.encryption_mode, config.encryption_secret, config.kdf_iterations)
+
+
+def decryption_keyring(config: BackupSettings | None = None) -> Keyring:
+    """Every secret this site has used, current first."""
+    config = config or BackupSettings.load()
+    specs = []
+    current = current_encryption_spec(config)
+    if current is not None:
+        specs.append(current)
+    for entry in config.keyring:
+        try:
+            specs.append(_spec(entry["mode"], unseal(entry["sealed"]), entry.get("iterations", 600_000)))
+        except (ValueError, EngineError):
+            continue
+    return Keyring(specs)
+
+
+def effective_options(schedule=None, config: BackupSettings | None = None) -> tuple[str, EncryptionSpec | None]:
+    """Compression and encryption for the next backup: the schedule's own
+    choice where it has one, else the site's."""
+    config = config or BackupSettings.load()
+    compression = (schedule.compression if schedule is not None and schedule.compression else config.compression)
+    encrypt = config.encryption_enabled
+    if schedule is not None and schedule.encrypt is not None:
+        encrypt = schedule.encrypt
+    spec = current_encryption_spec(config) if encrypt else None
+    if encrypt and spec is None:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "Encryption is requested but no password or key is configured")
+    return compression, spec

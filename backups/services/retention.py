@@ -1,0 +1,74 @@
+"""Retention (SPEC §5.7): delete backups older than retention_days, but
+always keep the newest successful backup and never delete a locked one.
+When the backup disk is ≥ the emergency threshold (90 %), keep only the 3
+newest backups per server. Deletion removes the file and marks the record
+deleted; history keeps it."""
+
+import shutil
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from backups import events, storage
+from backups.models import BackupRecord, BackupSettings
+
+DEFAULT_RETENTION_DAYS = 30
+EMERGENCY_KEEP = 3
+_HAS_FILE = {"status__in": [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]}
+
+
+def disk_usage_percent() -> float:
+    usage = shutil.disk_usage(storage.backup_root())
+    return 100.0 * usage.used / usage.total if usage.total else 0.0
+
+
+def retention_apply(*, server, disk_percent: float | None = None, now=None) -> list[BackupRecord]:
+    """Applies the server's retention; returns the backups it deleted.
+    `disk_percent` is the backup disk's usage (measured when not given)."""
+    now = now or timezone.now()
+    schedule = getattr(server, "backup_schedule", None)
+    retention_days = schedule.retention_days if schedule is not None else DEFAULT_RETENTION_DAYS
+    disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
+    emergency = disk_percent >= BackupSettings.load().disk_emergency_percent
+
+    with transaction.atomic():
+        records = list(
+            BackupRecord.objects.select_for_update().filter(server=server, **_HAS_FILE).order_by("-created_at", "-id")
+        )
+        newest_ok = next((r for r in records if r.status == BackupRecord.Status.SUCCEEDED), None)
+        cutoff = now - timedelta(days=retention_days)
+        doomed = []
+        for position, record in enumerate(records):
+            if record.locked or record is newest_ok:
+                continue
+            too_old = record.created_at < cutoff
+            over_emergency_quota = emergency and position >= EMERGENCY_KEEP
+            if too_old or over_emergency_quota:
+                doomed.append((record, "emergency" if over_emergency_quota and not too_old else "age"))
+        for record, reason in doomed:
+            _delete(record, reason=reason, retention_days=retention_days, disk_percent=disk_percent)
+    return [record for record, _ in doomed]
+
+
+def retention_sweep(*, disk_percent: float | None = None) -> int:
+    """Every server, e.g. hourly from beat: catches servers whose last backup
+    was long ago and the emergency rule across the whole disk."""
+    from servers.models import Server
+
+    disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
+    deleted = 0
+    for server in Server.objects.select_related("backup_schedule"):
+        deleted += len(retention_apply(server=server, disk_percent=disk_percent))
+    return deleted
+
+
+def _delete(record: BackupRecord, *, reason: str, retention_days: int, disk_percent: float) -> None:
+    storage.remove_backup_file(record)
+    record.status = BackupRecord.Status.DELETED
+    record.deleted_at = timezone.now()
+    record.save(update_fields=["status", "deleted_at"])
+    events.log_event(
+        "retention_deleted", server=record.server, backup=record, reason=reason,
+        retention_days=retention_days, disk_percent=round(disk_percent, 1),
+    )

@@ -1,0 +1,94 @@
+"""Thin Celery tasks: load by id, call a service (STYLE: HackSoft). Backups
+and restores are routed to the queue of the server's node, where the worker
+that sits on its disk listens."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from backups.models import BackupRecord, RestoreRequest
+
+logger = logging.getLogger("mcsite.backups")
+
+LONG_TASK = dict(
+    acks_late=True,
+    soft_time_limit=settings.CELERY_BACKUP_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_BACKUP_TIME_LIMIT,
+    ignore_result=True,
+)
+
+
+def enqueue_backup(record: BackupRecord) -> None:
+    run_backup.apply_async(kwargs={"backup_id": record.pk}, queue=record.server.node)
+
+
+def enqueue_restore(restore: RestoreRequest) -> None:
+    run_restore.apply_async(kwargs={"restore_id": restore.pk}, queue=restore.server.node)
+
+
+def enqueue_verify(record: BackupRecord) -> None:
+    queue = record.server.node if record.server_id else settings.MCSITE_NODE
+    verify_backup.apply_async(kwargs={"backup_id": record.pk}, queue=queue)
+
+
+@shared_task(bind=True, **LONG_TASK)
+def run_backup(self, backup_id: int) -> None:
+    from backups.services.runs import backup_run
+
+    backup_run(backup_id=backup_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True, **LONG_TASK)
+def run_scheduled_backup(self, schedule_id: int) -> None:
+    """Beat's tick for one schedule. Never raises: a schedule whose server is
+    gone or whose run fails is logged (schedule_execution_failure) and alerted."""
+    from backups.services.scheduled import backup_scheduled_run
+
+    backup_scheduled_run(schedule_id=schedule_id, task_id=self.request.id or "")
+
+
+@shared_task(bind=True, **LONG_TASK)
+def run_restore(self, restore_id: int) -> None:
+    from backups.services.restores import restore_run
+
+    restore_run(restore_id=restore_id, task_id=self.request.id or "")
+
+
+@shared_task(**LONG_TASK)
+def verify_backup(backup_id: int) -> None:
+    from backups.services.actions import backup_verify
+
+    record = BackupRecord.objects.filter(pk=backup_id).first()
+    if record is not None:
+        backup_verify(record=record)
+
+
+@shared_task(ignore_result=True)
+def reap_stale_runs() -> dict:
+    from backups.services.maintenance import reap_stale_runs as reap
+
+    return reap()
+
+
+@shared_task(ignore_result=True)
+def check_disk_usage() -> float:
+    from backups.services.maintenance import disk_check
+
+    return disk_check()
+
+
+@shared_task(ignore_result=True)
+def sweep_retention() -> int:
+    from backups.services.retention import retention_sweep
+
+    return retention_sweep()
+
+
+@shared_task(ignore_result=True)
+def check_dead_man() -> list:
+    from backups.services.maintenance import dead_man_check
+
+    return dead_man_check()
+
+
