@@ -1,0 +1,133 @@
+"""Restore through the services: byte-for-byte result, failure leaves the
+original folder and a running server, rollback, refusal of foreign names
+and corrupt backups."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from backups import storage
+from backups.models import BackupRecord, RestoreRequest
+from backups.services import restores
+from mcsite.errors import DomainError
+from servers import control
+
+pytestmark = pytest.mark.django_db
+
+
+def tree(folder: Path, skip=("logs",)) -> dict[str, str]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and rel.parts[0] not in skip:
+            out[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _restore(server, record, **kwargs):
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=server.owner,
+                                       enqueue=False, **kwargs)
+    restores.restore_run(restore_id=restore.pk)
+    restore.refresh_from_db()
+    return restore
+
+
+def test_restore_brings_back_the_backup_byte_for_byte(alice, make_server, take_backup):
+    server = make_server(alice)
+    before = tree(server.path)
+    record = take_backup(server)
+    (server.path / "world" / "level.dat").write_bytes(b"griefed")
+    (server.path / "world" / "new-junk.txt").write_text("x")
+    os.remove(next((server.path / "world" / "region").glob("*.mca")))
+
+    restore = _restore(server, record)
+    assert restore.status == "succeeded", (restore.error_code, restore.error_message)
+    assert tree(server.path) == before
+    assert restore.safety_backup.locked and restore.safety_backup.trigger == "safety"
+    assert not list(server.path.parent.glob(".*restore*")) and not list(server.path.parent.glob(".*pre-restore*"))
+
+
+def test_rollback_brings_back_the_pre_restore_folder(alice, make_server, take_backup):
+    server = make_server(alice)
+    record = take_backup(server)
+    (server.path / "world" / "level.dat").write_bytes(b"changed after the backup")
+    changed = tree(server.path)
+
+    restore = _restore(server, record)
+    assert restore.status == "succeeded"
+    assert (server.path / "world" / "level.dat").read_bytes() != b"changed after the backup"
+
+    rollback = restores.restore_rollback(restore=restore, actor=alice, enqueue=False)
+    restores.restore_run(restore_id=rollback.pk)
+    rollback.refresh_from_db()
+    assert rollback.status == "succeeded", rollback.error_message
+    assert tree(server.path) == changed
+    restore.refresh_from_db()
+    assert restore.status == "rolled_back"
+
+
+def test_a_failure_after_extraction_leaves_the_original_folder_and_the_server_running(
+        alice, fake_mc, take_backup, monkeypatch):
+    server = fake_mc(alice, started=True)
+    record = take_backup(server)
+    server.refresh_from_db()
+    pid_before = control.status(server.process_spec()).pid
+    server.fake.control()  # keep writing; compare the world without its live files below
+    control.stop(server.process_spec())
+    original = tree(server.path)
+    from servers.services import server_start
+
+    server_start(server=server, actor=alice)
+    server.fake.wait_ready()
+
+    def broken_check(target, result):
+        raise RuntimeError("injected failure after extraction")
+
+    monkeypatch.setattr(restores, "check_restored_folder", broken_check)
+    restore = _restore(server, record)
+    assert restore.status == "failed" and "injected failure" in restore.error_message
+    server.refresh_from_db()
+    status = control.status(server.process_spec())
+    assert status.running and status.pid != pid_before
+    control.stop(server.process_spec())
+    assert set(tree(server.path)) == set(original)
+    assert not list(server.path.parent.glob(".*restore*"))
+
+
+@pytest.mark.parametrize("name", ["../server-1/x.tar.gz", "/etc/passwd", "..", "", "server_backup_x.tar.gz"])
+def test_foreign_or_path_like_names_are_backup_not_found(alice, make_server, take_backup, name):
+    server = make_server(alice)
+    take_backup(server)
+    with pytest.raises(DomainError) as excinfo:
+        restores.restore_preview(server=server, backup_filename=name)
+    assert excinfo.value.code == "BACKUP_NOT_FOUND"
+    with pytest.raises(DomainError):
+        restores.restore_request(server=server, backup_filename=name, actor=alice, enqueue=False)
+    assert not RestoreRequest.objects.exists()
+
+
+def test_another_servers_backup_name_is_backup_not_found(alice, make_server, take_backup):
+    mine, other = make_server(alice, "mine"), make_server(alice, "other")
+    foreign = take_backup(other)
+    with pytest.raises(DomainError) as excinfo:
+        restores.restore_request(server=mine, backup_filename=foreign.filename, actor=alice, enqueue=False)
+    assert excinfo.value.code == "BACKUP_NOT_FOUND"
+
+
+def test_a_backup_with_a_flipped_byte_is_refused_and_nothing_changes(alice, make_server, take_backup):
+    server = make_server(alice)
+    record = take_backup(server)
+    (server.path / "world" / "level.dat").write_bytes(b"current state")
+    before = tree(server.path)
+    path = storage.absolute_path(record.storage_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DomainError) as excinfo:
+        restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
+    assert excinfo.value.code == "BACKUP_CORRUPTED"
+    assert tree(server.path) == before
+    assert not RestoreRequest.objects.exists()
+    assert BackupRecord.objects.filter(trigger="safety").count() == 0
