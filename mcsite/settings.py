@@ -75,6 +75,7 @@ MCSITE_TIME_ZONE = env.str("MCSITE_TIME_ZONE", default="UTC")
 MCSITE_ALERT_URLS = env.list("MCSITE_ALERT_URLS", default=[])
 MCSITE_ALERT_EMAILS = env.list("MCSITE_ALERT_EMAILS", default=[])
 MCSITE_NODE = env.str("MCSITE_NODE", default="default")
+MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
 
 try:
     import zoneinfo

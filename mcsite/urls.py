@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
 from servers.api import ServerViewSet
 
@@ -22,5 +23,7 @@ api_patterns = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("metrics", metrics_view, name="metrics"),
+    path("", include("mcsite.web_urls")),
+    path("", RedirectView.as_view(url="/servers/", permanent=False)),
 ]

@@ -50,7 +50,7 @@ def visible_server(request, server_id) -> Server:
 
 def schedules_for(user):
     return (BackupSchedule.objects.for_user(user).select_related("server")
-            .annotate(last_backup_at=Max("server__backups__created_at",
+            .annotate(last_backup_at=Max("server__backups__started_at",
                                          filter=Q(server__backups__status=BackupRecord.Status.SUCCEEDED)))
             .order_by("server__name", "id"))
 

@@ -7,6 +7,7 @@ can put the previous files back."""
 import logging
 import os
 import shutil
+import stat
 import time
 import uuid
 from datetime import timedelta
@@ -65,7 +66,7 @@ def restore_preview(*, server: Server, backup_filename) -> dict:
     if server.path.exists() and any(server.path.iterdir()):
         warnings.append("The current files in the server folder will be replaced. A safety backup is taken first, "
                         "so the restore can be rolled back.")
-    age = timezone.now() - record.created_at
+    age = timezone.now() - record.taken_at
     if age > timedelta(days=OLD_BACKUP_DAYS):
         warnings.append(f"This backup is {age.days} days old: changes made since then will be lost.")
     if record.verification_passed is None:
@@ -269,6 +270,7 @@ class _Run:
     def _swap(self) -> None:
         """Old folder aside, staged folder in: two renames in one directory."""
         if self.target.exists():
+            _copy_folder_identity(self.target, self.staging)
             self.previous = self.target.with_name(f".{self.target.name}.pre-restore-{uuid.uuid4().hex[:8]}")
             self.step("moving_aside", previous=self.previous.name)
             os.rename(self.target, self.previous)
@@ -325,6 +327,15 @@ class _Run:
 
     def _log(self, message: str) -> None:
         logger.info("server_control server_id=%s restore_id=%s %s", self.server.pk, self.restore.pk, message)
+
+
+def _copy_folder_identity(source: Path, dest: Path) -> None:
+    """The staged folder takes the server folder's mode and owner, so the
+    swap does not leave a private 0700 folder the server user cannot read."""
+    info = source.stat()
+    os.chmod(dest, stat.S_IMODE(info.st_mode))
+    if os.geteuid() == 0:
+        os.chown(dest, info.st_uid, info.st_gid)
 
 
 def check_restored_folder(target: Path, result) -> None:

@@ -36,6 +36,8 @@ def _restore(server, record, **kwargs):
 
 def test_restore_brings_back_the_backup_byte_for_byte(alice, make_server, take_backup):
     server = make_server(alice)
+    server.path.chmod(0o755)
+    mode_before = oct(server.path.stat().st_mode & 0o777)
     before = tree(server.path)
     record = take_backup(server)
     (server.path / "world" / "level.dat").write_bytes(b"griefed")
@@ -47,6 +49,7 @@ def test_restore_brings_back_the_backup_byte_for_byte(alice, make_server, take_b
     assert tree(server.path) == before
     assert restore.safety_backup.locked and restore.safety_backup.trigger == "safety"
     assert not list(server.path.parent.glob(".*restore*")) and not list(server.path.parent.glob(".*pre-restore*"))
+    assert oct(server.path.stat().st_mode & 0o777) == mode_before
 
 
 def test_rollback_brings_back_the_pre_restore_folder(alice, make_server, take_backup):
