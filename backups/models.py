@@ -152,6 +152,11 @@ class BackupRecord(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def taken_at(self):
+        """When the snapshot was taken (its file name's time); the queue time before it starts."""
+        return self.started_at or self.created_at
+
 
 class RestoreRequest(models.Model):
     """A restore (or the rollback of one) of a server's folder from a backup."""

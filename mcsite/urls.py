@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
 from backups.prometheus import metrics_view
@@ -14,8 +15,10 @@ router.register("servers", ServerViewSet, basename="server")
 
 api_patterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="api-token"),
-    re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
-    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The schema and its docs are public, like any published API description.
+    re_path(r"^schema/?$", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+            name="api-docs"),
     path("backups/", include("backups.api.urls")),
     path("", include(router.urls)),
 ]

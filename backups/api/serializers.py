@@ -111,7 +111,7 @@ class BackupOutputSerializer(serializers.ModelSerializer):
     server_id = serializers.IntegerField(read_only=True, allow_null=True)
     size = serializers.IntegerField(source="size_bytes", allow_null=True)
     size_mb = serializers.SerializerMethodField()
-    created = serializers.DateTimeField(source="created_at")
+    created = serializers.SerializerMethodField(help_text="When the snapshot was taken (queued time until it starts)")
     age_days = serializers.SerializerMethodField()
     checksum = serializers.SerializerMethodField()
     verification = serializers.SerializerMethodField()
@@ -126,12 +126,16 @@ class BackupOutputSerializer(serializers.ModelSerializer):
                   "progress"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.DateTimeField())
+    def get_created(self, record):
+        return serializers.DateTimeField().to_representation(record.taken_at)
+
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_size_mb(self, record):
         return round(record.size_bytes / 2**20, 2) if record.size_bytes is not None else None
 
     def get_age_days(self, record) -> float:
-        return round((timezone.now() - record.created_at).total_seconds() / 86400, 2)
+        return round((timezone.now() - (record.taken_at)).total_seconds() / 86400, 2)
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_checksum(self, record):

@@ -14,3 +14,15 @@ class EnvelopeJSONRenderer(JSONRenderer):
         if response is not None and response.status_code < 400 and not is_envelope(data):
             data = {"success": True, "message": getattr(response, "message", "OK"), "data": data}
         return super().render(data, accepted_media_type, renderer_context)
+
+
+from rest_framework.metadata import SimpleMetadata  # noqa: E402
+
+
+class DescriptionOnlyMetadata(SimpleMetadata):
+    """OPTIONS answers with the view's name, description and media types.
+    DRF's default also describes PUT/POST bodies by calling get_object(),
+    which views that look objects up themselves do not support."""
+
+    def determine_actions(self, request, view):
+        return {}
