@@ -10,8 +10,8 @@ def server_arg(value: str) -> Server:
     else:
         matches = list(Server.objects.filter(name=value)[:2])
         if len(matches) > 1:
-            raise CommandError(f"Several servers are named {value!r}; use the id")
+            raise CommandError(f"Several servers are named {value!r}; use the id", returncode=2)
         server = matches[0] if matches else None
     if server is None:
-        raise CommandError(f"No server {value!r}")
+        raise CommandError(f"No server {value!r}", returncode=2)
     return server

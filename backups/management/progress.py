@@ -1,43 +1,32 @@
-"""Runs a service call in a thread and shows the progress its record reports
-as a tqdm bar, so commands show progress without a second code path."""
+"""A tqdm progress bar fed by a service's observer callback, in the
+command's own thread (no polling, no second database connection)."""
 
-import threading
-import time
+import sys
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
 
-def run_with_progress(target, *, poll, label: str, stream=None):
-    """`target()` does the work; `poll()` returns (done, total, phase)."""
-    outcome = {}
+@contextmanager
+def progress_bar(label: str, *, enabled: bool = True):
+    """Yields an observer(done, total, phase) for backup_run / restore_run."""
+    if not enabled:
+        yield None
+        return
+    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr,
+               dynamic_ncols=True)
 
-    def work():
-        from django.db import connection
-
-        try:
-            outcome["result"] = target()
-        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    with tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=stream,
-              dynamic_ncols=True) as bar:
-        while thread.is_alive():
-            thread.join(0.3)
-            done, total, phase = poll()
-            if total and bar.total != total:
-                bar.total = total
-            bar.n = min(done or 0, total or done or 0)
-            bar.set_postfix_str(phase or "", refresh=False)
-            bar.refresh()
-        done, total, phase = poll()
+    def observe(done, total, phase):
+        if phase:
+            bar.set_postfix_str(phase, refresh=False)
+            bar.set_description(f"{label} ({phase})", refresh=False)
         if total:
             bar.total = total
-            bar.n = min(done or 0, total)
-        bar.set_postfix_str(phase or "")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result")
+        if done is not None:
+            bar.n = min(done, total or done)
+        bar.refresh()
+
+    try:
+        yield observe
+    finally:
+        bar.close()

@@ -21,7 +21,7 @@ from backups.alerts import alert_open, owner_emails, server_subject
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 from backups.services import config as config_service
-from backups.services.runs import _error_of, _heartbeat, _progress_writer, verification_dict
+from backups.services.runs import _error_of, _heartbeat, _notify, _progress_writer, verification_dict
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from servers.models import Server
@@ -148,7 +148,7 @@ def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_o
 
 # --- the run --------------------------------------------------------------------
 
-def restore_run(*, restore_id: int, task_id: str = "") -> RestoreRequest | None:
+def restore_run(*, restore_id: int, task_id: str = "", observer=None) -> RestoreRequest | None:
     now = timezone.now()
     claimed = RestoreRequest.objects.filter(pk=restore_id, status=RestoreRequest.Status.QUEUED).update(
         status=RestoreRequest.Status.RUNNING, started_at=now, heartbeat_at=now, task_id=task_id[:64], phase="checking",
@@ -159,7 +159,7 @@ def restore_run(*, restore_id: int, task_id: str = "") -> RestoreRequest | None:
     events.log_event("restore_started", server=restore.server, backup=restore.backup, restore_id=restore.pk,
                      kind=restore.kind)
     with _heartbeat(RestoreRequest, restore.pk):
-        _Run(restore).execute()
+        _Run(restore, observer).execute()
     restore.refresh_from_db()
     return restore
 
@@ -167,8 +167,9 @@ def restore_run(*, restore_id: int, task_id: str = "") -> RestoreRequest | None:
 class _Run:
     """One restore run; `steps` is persisted so a crash can be undone."""
 
-    def __init__(self, restore: RestoreRequest):
+    def __init__(self, restore: RestoreRequest, observer=None):
         self.restore = restore
+        self.observer = observer
         self.server = restore.server
         self.target = self.server.path
         self.staging: Path | None = None
@@ -179,6 +180,7 @@ class _Run:
         entry = {"step": name, "at": timezone.now().isoformat(), **info}
         self.restore.steps = [*self.restore.steps, entry]
         RestoreRequest.objects.filter(pk=self.restore.pk).update(steps=self.restore.steps, phase=name)
+        _notify(self.observer, phase=name)
 
     def execute(self) -> None:
         try:
@@ -211,7 +213,7 @@ class _Run:
         self.step("extracting")
         result = engine.extract_to_staging(
             storage.absolute_path(backup.storage_path), self.target,
-            keyring=config_service.decryption_keyring(), progress=_progress_writer(RestoreRequest, self.restore.pk),
+            keyring=config_service.decryption_keyring(), progress=_progress_writer(RestoreRequest, self.restore.pk, self.observer),
         )
         self.staging = Path(result.staging_dir)
         self.step("extracted", staging=self.staging.name, file_count=result.file_count)
@@ -244,7 +246,7 @@ class _Run:
                 f"server_backup_{timezone.now():%Y%m%d_%H%M%S}_pre_restore_{self.restore.pk}"
                 f"{engine.backup_suffix(compression, spec is not None)}")
             result = engine.create_archive(self.target, dest, compression=compression, encryption=spec,
-                                           progress=_progress_writer(BackupRecord, record.pk))
+                                           progress=_progress_writer(BackupRecord, record.pk, self.observer))
             report = engine.verify_backup(dest, expected_sha256=result.sha256,
                                           keyring=config_service.decryption_keyring(config), check_world=True)
         except BaseException as exc:

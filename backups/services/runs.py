@@ -108,9 +108,11 @@ def _raise_permission(error: OSError):
 
 # --- run ----------------------------------------------------------------------
 
-def backup_run(*, backup_id: int, task_id: str = "") -> BackupRecord | None:
+def backup_run(*, backup_id: int, task_id: str = "", observer=None) -> BackupRecord | None:
     """Runs a queued backup. Moving queued → running by a conditional update
-    decides who runs it: a redelivered or duplicated task finds nothing to do."""
+    decides who runs it: a redelivered or duplicated task finds nothing to do.
+    `observer(done, total, phase)`, if given, hears progress in this thread
+    (a command's progress bar); the record gets it too, throttled."""
     now = timezone.now()
     claimed = BackupRecord.objects.filter(pk=backup_id, status=BackupRecord.Status.QUEUED).update(
         status=BackupRecord.Status.RUNNING, started_at=now, heartbeat_at=now, phase="prechecks",
@@ -124,7 +126,7 @@ def backup_run(*, backup_id: int, task_id: str = "") -> BackupRecord | None:
     events.log_event("backup_started", server=server, backup=record, trigger=record.trigger)
     with _heartbeat(BackupRecord, record.pk):
         try:
-            _run(record, server)
+            _run(record, server, observer)
         except BaseException as exc:  # noqa: BLE001 — every way out must end the record
             _fail(record, server, exc)
             if not isinstance(exc, Exception):
@@ -133,7 +135,7 @@ def backup_run(*, backup_id: int, task_id: str = "") -> BackupRecord | None:
     return record
 
 
-def _run(record: BackupRecord, server: Server) -> None:
+def _run(record: BackupRecord, server: Server, observer=None) -> None:
     from servers import control
 
     if server is None:
@@ -155,12 +157,12 @@ def _run(record: BackupRecord, server: Server) -> None:
         progress_total=source_bytes,
     )
     record.filename = dest.name
-    progress = _progress_writer(BackupRecord, record.pk)
+    progress = _progress_writer(BackupRecord, record.pk, observer)
     process_spec = server.process_spec()
     started = time.monotonic()
 
     live = server.backup_mode == Server.BackupMode.LIVE
-    _set_phase(record, "pausing_saves" if live else "stopping")
+    _set_phase(record, "pausing_saves" if live else "stopping", observer)
     if live:
         guard = control.live_save_paused(process_spec, _server_log(server, record))
     else:
@@ -173,6 +175,7 @@ def _run(record: BackupRecord, server: Server) -> None:
             server_was_running=state.was_running, server_stopped_by_backup=not live and state.was_running,
             phase="archiving",
         )
+        _notify(observer, phase="archiving")
         result = engine.create_archive(
             server.path, dest, compression=record.compression, encryption=spec,
             exclude=server.exclude_patterns or (), progress=progress,
@@ -180,7 +183,7 @@ def _run(record: BackupRecord, server: Server) -> None:
     if server.backup_mode == Server.BackupMode.STOP:
         BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False)
 
-    _set_phase(record, "verifying")
+    _set_phase(record, "verifying", observer)
     report = engine.verify_backup(
         dest, expected_sha256=result.sha256, keyring=config_service.decryption_keyring(settings_row),
         check_world=settings_row.verify_world, restore_test=settings_row.restore_test,
@@ -314,8 +317,14 @@ def verification_dict(report) -> dict:
     return data
 
 
-def _set_phase(record: BackupRecord, phase: str) -> None:
+def _set_phase(record: BackupRecord, phase: str, observer=None) -> None:
     BackupRecord.objects.filter(pk=record.pk).update(phase=phase)
+    _notify(observer, phase=phase)
+
+
+def _notify(observer, *, done=None, total=None, phase=None) -> None:
+    if observer is not None:
+        observer(done, total, phase)
 
 
 def _remember_pid(server: Server, status) -> None:
@@ -328,11 +337,12 @@ def _server_log(server: Server, record: BackupRecord):
     return log
 
 
-def _progress_writer(model, pk: int):
+def _progress_writer(model, pk: int, observer=None):
     """A progress callback that writes at most once a second (not per block)."""
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
+        _notify(observer, done=done, total=total)
         now = time.monotonic()
         if now - last[0] >= PROGRESS_WRITE_SECONDS or (total and done >= total):
             last[0] = now

@@ -4,12 +4,10 @@ Exit codes: 0 backed up and verified; 1 the backup failed; 2 bad arguments
 or unknown server; 3 a backup was written but its verification failed;
 4 another backup or restore of the server is in progress."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.management.lookup import server_arg
-from backups.management.progress import run_with_progress
+from backups.management.progress import progress_bar
 from backups.models import BackupRecord
 from backups.services.runs import backup_run, backup_trigger
 from mcsite.errors import DomainError, ErrorCode
@@ -30,15 +28,8 @@ class Command(BaseCommand):
             busy = exc.code in (ErrorCode.BACKUP_IN_PROGRESS, ErrorCode.RESTORE_IN_PROGRESS)
             raise CommandError(f"{exc.code.value}: {exc.message}", returncode=4 if busy else 1) from None
 
-        def poll():
-            row = BackupRecord.objects.filter(pk=record.pk).values_list("progress_bytes", "progress_total", "phase").first()
-            return row or (0, 0, "")
-
-        work = lambda: backup_run(backup_id=record.pk)  # noqa: E731
-        if no_progress:
-            work()
-        else:
-            run_with_progress(work, poll=poll, label=f"backup {target.name}", stream=sys.stderr)
+        with progress_bar(f"backup {target.name}", enabled=not no_progress) as observer:
+            backup_run(backup_id=record.pk, observer=observer)
         record.refresh_from_db()
         if record.status != BackupRecord.Status.SUCCEEDED:
             raise CommandError(f"Backup failed — {record.error_code}: {record.error_message}", returncode=1)

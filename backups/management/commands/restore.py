@@ -3,12 +3,10 @@ and a progress bar. Exit codes: 0 restored; 1 the restore failed (the
 previous files were put back); 2 bad arguments, unknown server or backup;
 4 another backup or restore is in progress; 5 not confirmed."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.management.lookup import server_arg
-from backups.management.progress import run_with_progress
+from backups.management.progress import progress_bar
 from backups.models import RestoreRequest
 from backups.services.restores import restore_preview, restore_request, restore_run
 from mcsite.errors import DomainError, ErrorCode
@@ -48,12 +46,8 @@ class Command(BaseCommand):
             busy = exc.code in (ErrorCode.BACKUP_IN_PROGRESS, ErrorCode.RESTORE_IN_PROGRESS)
             raise CommandError(f"{exc.code.value}: {exc.message}", returncode=4 if busy else 1) from None
 
-        def poll():
-            row = RestoreRequest.objects.filter(pk=restore.pk).values_list("progress_bytes", "progress_total", "phase").first()
-            return row or (0, 0, "")
-
-        run_with_progress(lambda: restore_run(restore_id=restore.pk), poll=poll, label=f"restore {target.name}",
-                          stream=sys.stderr)
+        with progress_bar(f"restore {target.name}") as observer:
+            restore_run(restore_id=restore.pk, observer=observer)
         restore.refresh_from_db()
         if restore.status != RestoreRequest.Status.SUCCEEDED:
             raise CommandError(f"Restore failed — {restore.error_code}: {restore.error_message}", returncode=1)
