@@ -1,0 +1,42 @@
+"""mcsite backup engine: pure Python, no Django.
+
+The service layer calls exactly this API:
+
+* ``create_archive(source_dir, dest_path, *, compression="gzip", encryption=None,
+  exclude=(), progress=None, level=None, threads=None) -> ArchiveResult``
+  — one streaming pass: tar -> gzip|bzip2|lzma|zstd|none -> optional
+  AES-256-GCM -> ``.partial-*`` temp file -> fsync -> rename -> fsync dir.
+* ``backup_suffix(compression, encrypted) -> str`` — ``.tar.gz`` ... ``+ .enc``.
+* ``EncryptionSpec.from_password(password, iterations=600_000)``,
+  ``EncryptionSpec.from_key(b64_key)``, ``spec.fingerprint``,
+  ``Keyring([specs])``, ``generate_key() -> str``.
+* ``verify_backup(path, *, expected_sha256=None, keyring=None, check_world=True,
+  restore_test=False, progress=None) -> VerificationReport``.
+* ``quality_level(score) -> str``.
+* ``inspect_archive(path, *, keyring=None) -> ArchiveInfo``.
+* ``extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> ExtractResult``,
+  ``swap_into_place(staging, target) -> previous_path | None``,
+  ``rollback_swap(target, previous_path) -> moved_aside_path | None``.
+* ``file_digests(path) -> (sha256, md5)``, ``detect_format(path) -> ArchiveFormat``.
+* ``EngineError`` with ``.code``, ``.message``, ``.path``.
+
+``keyring`` parameters accept a ``Keyring``, one ``EncryptionSpec`` or a list of them.
+``progress`` callbacks receive ``(bytes_done, bytes_total)``.
+"""
+from .archive import MANIFEST_NAME, PARTIAL_PREFIX, ArchiveResult, create_archive
+from .compress import COMPRESSIONS, backup_suffix
+from .crypto import EncryptionSpec, Keyring, generate_key
+from .errors import EngineError
+from .extract import ExtractResult, extract_to_staging, rollback_swap, swap_into_place
+from .preview import ArchiveInfo, inspect_archive
+from .reader import ArchiveFormat, detect_format, file_digests
+from .verify import MethodResult, VerificationReport, quality_level, quality_score, verify_backup
+
+__all__ = [
+    "COMPRESSIONS", "MANIFEST_NAME", "PARTIAL_PREFIX",
+    "ArchiveFormat", "ArchiveInfo", "ArchiveResult", "EncryptionSpec", "EngineError", "ExtractResult",
+    "Keyring", "MethodResult", "VerificationReport",
+    "backup_suffix", "create_archive", "detect_format", "extract_to_staging", "file_digests",
+    "generate_key", "inspect_archive", "quality_level", "quality_score", "rollback_swap",
+    "swap_into_place", "verify_backup",
+]

@@ -1,0 +1,311 @@
+"""Compression: parallel block writers and truncation-checking readers.
+
+Writers are sinks with ``write(bytes)`` / ``close()`` / ``abort()`` that pass
+compressed bytes to the next sink. gzip, bzip2 and xz are compressed in
+parallel blocks on a thread pool (zlib, bz2 and lzma release the GIL):
+
+* gzip, like pigz: each block is raw deflate primed with the previous 32 KiB
+  as dictionary and ended with Z_SYNC_FLUSH (byte-aligned, not final); the
+  last block ends with Z_FINISH. The blocks joined form ONE deflate stream,
+  wrapped in one gzip header and a trailer whose CRC32 is computed over the
+  input in order and ISIZE = input length mod 2^32.
+* bzip2 and xz: each block is an independent stream; the formats allow
+  concatenated streams (bzip2 -d, xz -d and Python read them back).
+* zstd uses libzstd's own worker threads (zstandard ``threads``).
+"""
+from __future__ import annotations
+
+import bz2
+import collections
+import lzma
+import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import zstandard
+
+from .errors import BACKUP_CORRUPTED, INVALID_SETTING, EngineError
+
+COMPRESSIONS = ("gzip", "bzip2", "lzma", "zstd", "none")
+DEFAULT_LEVELS = {"gzip": 6, "bzip2": 9, "lzma": 6, "zstd": 3, "none": 0}
+_SUFFIXES = {"gzip": ".tar.gz", "bzip2": ".tar.bz2", "lzma": ".tar.xz", "zstd": ".tar.zst", "none": ".tar"}
+_LEVEL_RANGES = {"gzip": (1, 9), "bzip2": (1, 9), "lzma": (0, 9), "zstd": (1, 22), "none": (0, 0)}
+_BLOCK_SIZES = {"gzip": 512 * 1024, "bzip2": 2 * 900 * 1024, "lzma": 8 * 1024 * 1024}
+_DICT_SIZE = 32 * 1024
+
+MAGICS = (  # (prefix, compression)
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "lzma"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def backup_suffix(compression: str, encrypted: bool) -> str:
+    """File suffix for a backup: ``.tar.gz`` ... ``.tar`` plus ``.enc`` when encrypted."""
+    check_compression(compression)
+    return _SUFFIXES[compression] + (".enc" if encrypted else "")
+
+
+def check_compression(compression: str) -> None:
+    if compression not in COMPRESSIONS:
+        raise EngineError(INVALID_SETTING, f"Unknown compression {compression!r}; use one of {COMPRESSIONS}")
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Compression named by the first bytes, "none" for a bare tar, None if unknown."""
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "none"
+    if len(head) >= 512 and head[:512] == bytes(512):
+        return "none"  # an empty tar is just zero blocks
+    return None
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _deflate_block(block: bytes, zdict: bytes | None, level: int, last: bool) -> bytes:
+    if zdict:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
+    else:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return comp.compress(block) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class _PassThrough:
+    """``none``: the tar stream goes to the next sink untouched."""
+
+    def __init__(self, dest):
+        self._dest = dest
+
+    def write(self, data) -> None:
+        self._dest.write(data)
+
+    def close(self) -> None:
+        self._dest.close()
+
+    def abort(self) -> None:
+        pass
+
+
+class _ParallelBlockWriter:
+    """Splits input into blocks, compresses them on a pool, writes them in order.
+
+    At most ``2 * threads`` blocks are in flight, so memory is bounded by
+    block size and thread count, never by input size.
+    """
+
+    def __init__(self, dest, compression: str, level: int, threads: int):
+        self._dest = dest
+        self._kind = compression
+        self._level = level
+        self._block_size = _BLOCK_SIZES[compression]
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"mcsite-{compression}")
+        self._in_flight: collections.deque = collections.deque()
+        self._max_in_flight = threads * 2
+        self._buf = bytearray()
+        self._prev_tail = b""
+        self._crc = 0
+        self._size = 0
+        if compression == "gzip":
+            # mtime 0, XFL 0, OS 3 (Unix): deterministic header like `gzip -n`.
+            dest.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03")
+
+    def write(self, data) -> None:
+        self._buf += data
+        size = self._block_size
+        # Strictly greater, so close() always has the final block to finish the stream.
+        while len(self._buf) > size:
+            block = bytes(self._buf[:size])
+            del self._buf[:size]
+            self._submit(block, last=False)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        if self._kind == "gzip":
+            self._crc = zlib.crc32(block, self._crc)
+            self._size += len(block)
+            future = self._pool.submit(_deflate_block, block, self._prev_tail, self._level, last)
+            self._prev_tail = block[-_DICT_SIZE:]
+        elif self._kind == "bzip2":
+            future = self._pool.submit(bz2.compress, block, self._level)
+        else:
+            future = self._pool.submit(lzma.compress, block, format=lzma.FORMAT_XZ, preset=self._level)
+        self._in_flight.append(future)
+        while len(self._in_flight) >= self._max_in_flight:
+            self._dest.write(self._in_flight.popleft().result())
+
+    def close(self) -> None:
+        self._submit(bytes(self._buf), last=True)
+        self._buf = bytearray()
+        while self._in_flight:
+            self._dest.write(self._in_flight.popleft().result())
+        if self._kind == "gzip":
+            self._dest.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+        self._pool.shutdown(wait=True)
+        self._dest.close()
+
+    def abort(self) -> None:
+        for future in self._in_flight:
+            future.cancel()
+        self._in_flight.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _SerialGzipWriter(_PassThrough):
+    """One thread: a plain zlib gzip stream is faster than the block machinery."""
+
+    def __init__(self, dest, level: int):
+        super().__init__(dest)
+        self._comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def write(self, data) -> None:
+        out = self._comp.compress(data)
+        if out:
+            self._dest.write(out)
+
+    def close(self) -> None:
+        self._dest.write(self._comp.flush())
+        self._dest.close()
+
+
+class _ZstdWriter(_PassThrough):
+    def __init__(self, dest, level: int, threads: int):
+        super().__init__(dest)
+        params = zstandard.ZstdCompressor(level=level, threads=threads if threads > 1 else 0,
+                                          write_checksum=True)
+        self._comp = params.compressobj()
+
+    def write(self, data) -> None:
+        out = self._comp.compress(data)
+        if out:
+            self._dest.write(out)
+
+    def close(self) -> None:
+        self._dest.write(self._comp.flush())
+        self._dest.close()
+
+
+def open_compressor(dest, compression: str, level: int | None = None, threads: int | None = None):
+    """A sink compressing into ``dest`` (another sink with write/close)."""
+    check_compression(compression)
+    if level is None:
+        level = DEFAULT_LEVELS[compression]
+    low, high = _LEVEL_RANGES[compression]
+    if compression != "none" and not (isinstance(level, int) and low <= level <= high):
+        raise EngineError(INVALID_SETTING, f"{compression} level must be between {low} and {high}")
+    threads = default_threads() if not threads else max(1, int(threads))
+    if compression == "none":
+        return _PassThrough(dest)
+    if compression == "zstd":
+        return _ZstdWriter(dest, level, threads)
+    if compression == "gzip" and threads == 1:
+        return _SerialGzipWriter(dest, level)
+    return _ParallelBlockWriter(dest, compression, level, threads)
+
+
+# --- reading -----------------------------------------------------------------
+
+_READ_SIZE = 256 * 1024
+_MAX_OUT = 1024 * 1024  # bound on output per decompress call (zip bombs stay flat)
+
+
+def _new_decompressor(compression: str):
+    if compression == "gzip":
+        return zlib.decompressobj(31)
+    if compression == "bzip2":
+        return bz2.BZ2Decompressor()
+    if compression == "lzma":
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _corrupted(message: str) -> EngineError:
+    return EngineError(BACKUP_CORRUPTED, message)
+
+
+class DecompressingReader:
+    """``read(n)`` over a compressed stream of one or more concatenated members.
+
+    Unlike ``zstandard``'s stream reader it raises when the input ends inside
+    a member (truncation), and every format's own check (gzip CRC32/ISIZE,
+    bzip2 CRC, xz CRC64, zstd XXH64 when present) is enforced by the library.
+    Output per step is bounded (except zstd, fed 256 KiB at a time), so a
+    decompression bomb does not balloon memory.
+    """
+
+    def __init__(self, source, compression: str):
+        self._src = source
+        self._kind = compression
+        self._dec = _new_decompressor(compression)
+        self._pending = b""  # input not yet given to the current decompressor
+        self._out = memoryview(b"")
+        self._src_eof = False
+        self._finished = False
+
+    def _read_src(self) -> bytes:
+        data = self._src.read(_READ_SIZE)
+        self._src_eof = not data
+        return data
+
+    def _next_member(self) -> bool:
+        """After a member ended: start the next one, or finish on EOF / zero padding."""
+        tail = self._pending
+        while not tail.strip(b"\0"):
+            if self._src_eof:
+                self._finished = True  # trailing zero padding is tolerated, as gzip -d does
+                return False
+            tail = self._read_src()
+        self._pending = tail
+        self._dec = _new_decompressor(self._kind)
+        return True
+
+    def _produce(self) -> bytes:
+        if self._dec.eof and not self._next_member():
+            return b""
+        dec, kind = self._dec, self._kind
+        if kind in ("bzip2", "lzma") and not dec.needs_input:
+            data = b""  # output still buffered inside the decompressor
+        else:
+            if not self._pending:
+                self._pending = self._read_src()
+                if not self._pending:
+                    raise _corrupted(f"{kind} stream truncated (ended before its end marker)")
+            data, self._pending = self._pending, b""
+        try:
+            if kind == "gzip":
+                out = dec.decompress(data, _MAX_OUT)
+                self._pending = dec.unused_data if dec.eof else dec.unconsumed_tail
+            elif kind == "zstd":
+                out = dec.decompress(data)
+                self._pending = dec.unused_data if dec.eof else b""
+            else:
+                out = dec.decompress(data, _MAX_OUT)
+                self._pending = dec.unused_data if dec.eof else b""
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+            raise _corrupted(f"{kind} data corrupted: {exc}") from None
+        return out
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = []
+            while True:
+                part = self.read(_MAX_OUT)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        while not self._out and not self._finished:
+            self._out = memoryview(self._produce())
+        out = self._out[:n].tobytes()
+        self._out = self._out[n:]
+        return out
+
+    def readable(self) -> bool:
+        return True

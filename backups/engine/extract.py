@@ -1,0 +1,271 @@
+"""Safe staged extraction, and the renames that swap a restore into place.
+
+Nothing is ever written outside the staging folder:
+
+* member names that are absolute, contain ``..``, repeat, or pass through a
+  symlink or a file of the archive are refused, as are devices, fifos and
+  unknown member types, and any member named like the manifest;
+* symlinks are checked (target relative and lexically inside) and created
+  only at the very end, after every file is written, so no write can travel
+  through a link; files are opened with O_CREAT|O_EXCL|O_NOFOLLOW;
+* hardlinks may only point at a regular file already extracted from the
+  same archive.
+
+The stream is authenticated/CRC-checked as it is read; plaintext of an
+encrypted archive only lands in the staging folder, which is removed on any
+failure (including a final chunk that fails or is missing), so the target
+never sees unauthenticated data.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+from .archive import MANIFEST_NAME, _fsync_dir
+from .errors import (BACKUP_CORRUPTED, DECRYPTION_FAILED, INVALID_SETTING, SERVER_DIRECTORY_NOT_FOUND,
+                     UNSAFE_ARCHIVE, EngineError, from_os_error)
+from .reader import ArchiveStream
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class ExtractResult:
+    staging_dir: str
+    file_count: int
+    total_bytes: int
+    symlink_count: int
+    directory_count: int
+    manifest_checked: bool
+    compression: str | None
+    encrypted: bool
+    duration_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _unsafe(message: str, name: str) -> EngineError:
+    return EngineError(UNSAFE_ARCHIVE, message, path=name)
+
+
+def _link_target_inside(name: str, target: str) -> bool:
+    if not target or target.startswith("/"):
+        return False
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return not (resolved == ".." or resolved.startswith("../") or resolved.startswith("/"))
+
+
+class _SafeExtractor:
+    def __init__(self, root: str):
+        self.root = root
+        self.files: dict = {}  # name -> (size, sha256)
+        self.links: dict = {}  # name -> target, created in finish()
+        self.dirs: dict = {}  # name -> (mode, mtime)
+        self.total_bytes = 0
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("/"))
+
+    def _check_name(self, info, name: str) -> None:
+        raw = info.name
+        if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+            raise _unsafe("absolute path in archive", raw)
+        if ".." in raw.split("/"):
+            raise _unsafe("'..' in archive path", raw)
+        if name == MANIFEST_NAME:
+            raise _unsafe("member named like the manifest that is not the archive's last member", raw)
+        if name in self.files or name in self.links or name in self.dirs:
+            raise _unsafe("path stored twice in the archive", raw)
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in self.links:
+                raise _unsafe("path goes through a symlink of the archive", raw)
+            if prefix in self.files:
+                raise _unsafe("path goes through a file of the archive", raw)
+
+    def add(self, info, name: str, stream) -> None:
+        if name == "":
+            return  # the "./" entry of `tar -C dir .`: the staging folder itself
+        self._check_name(info, name)
+        if info.isdir():
+            os.makedirs(self._path(name), exist_ok=True)
+            self.dirs[name] = (info.mode, info.mtime)
+        elif info.isfile():
+            self._write_file(info, name, stream.extractfile(info))
+        elif info.issym():
+            if not _link_target_inside(name, info.linkname):
+                raise _unsafe(f"symlink leaves the folder ({info.linkname})", info.name)
+            self.links[name] = info.linkname
+        elif info.islnk():
+            target = posixpath.normpath(info.linkname)
+            if not _link_target_inside("", info.linkname) or target not in self.files:
+                raise _unsafe(f"hardlink to something outside the archive's files ({info.linkname})", info.name)
+            os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
+            os.link(self._path(target), self._path(name), follow_symlinks=False)
+            self.files[name] = self.files[target]
+        elif info.ischr() or info.isblk() or info.isfifo():
+            raise _unsafe("device or fifo in archive", info.name)
+        else:
+            raise _unsafe(f"unsupported member type {info.type!r}", info.name)
+
+    def _write_file(self, info, name: str, source) -> None:
+        full = self._path(name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(full, flags, 0o600)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                size += len(chunk)
+            # setuid/setgid/sticky are never restored: a backup must not grant privileges.
+            os.fchmod(fd, stat.S_IMODE(info.mode) & 0o777)
+        finally:
+            os.close(fd)
+        os.utime(full, (info.mtime, info.mtime), follow_symlinks=False)
+        if size != info.size:
+            raise EngineError(BACKUP_CORRUPTED, "member data truncated", path=name)
+        self.files[name] = (size, digest.hexdigest())
+        self.total_bytes += size
+
+    def finish(self) -> None:
+        for name, target in self.links.items():
+            full = self._path(name)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            os.symlink(target, full)
+        # Deepest first, so setting a parent's mtime is not undone by its children.
+        for name in sorted(self.dirs, key=lambda n: n.count("/"), reverse=True):
+            mode, mtime = self.dirs[name]
+            full = self._path(name)
+            os.chmod(full, (stat.S_IMODE(mode) & 0o777) | 0o700)  # owner keeps access to clean up
+            os.utime(full, (mtime, mtime), follow_symlinks=False)
+
+    def check_manifest(self, manifest: dict) -> None:
+        listed = {f["path"]: f for f in manifest.get("files", [])}
+        for path, entry in listed.items():
+            got = self.files.get(path)
+            if got is None:
+                raise EngineError(BACKUP_CORRUPTED, "file in the manifest missing from the archive", path=path)
+            if got != (entry.get("size"), entry.get("sha256")):
+                raise EngineError(BACKUP_CORRUPTED, "extracted file differs from the manifest", path=path)
+        extra = sorted(set(self.files) - set(listed))
+        if extra:
+            raise EngineError(BACKUP_CORRUPTED, "file in the archive not listed in the manifest", path=extra[0])
+        links = {s["path"]: s.get("target") for s in manifest.get("symlinks", [])}
+        if links != self.links:
+            raise EngineError(BACKUP_CORRUPTED, "symlinks differ from the manifest")
+
+
+def extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> ExtractResult:
+    """Extract a backup into a new folder beside ``target_dir``.
+
+    The staging folder is ``<parent>/.<name>.restore-<random>``, on the same
+    filesystem as the target so ``swap_into_place`` is a rename. Every file
+    is hashed as it is written and checked against the manifest (size and
+    SHA-256; missing and extra files are errors) once the whole stream has
+    authenticated. Archives without a manifest (made by other tools) are
+    extracted under the same safety rules, unchecked (``manifest_checked``
+    False). On any failure the staging folder is removed and ``EngineError``
+    raised (UNSAFE_ARCHIVE, BACKUP_CORRUPTED, DECRYPTION_FAILED,
+    INSUFFICIENT_DISK_SPACE, PERMISSION_DENIED).
+    """
+    started = time.monotonic()
+    target = os.path.abspath(os.fspath(target_dir))
+    parent, base = os.path.split(target)
+    if not os.path.isdir(parent):
+        raise EngineError(SERVER_DIRECTORY_NOT_FOUND, "Folder for the restore not found", path=parent)
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{base}.restore-", dir=parent)
+    except OSError as exc:
+        raise from_os_error(exc, path=parent) from exc
+    try:
+        with ArchiveStream(path, keyring=keyring, progress=progress) as stream:
+            if stream.format.encrypted and not keyring:
+                raise EngineError(DECRYPTION_FAILED, "Backup is encrypted and no key or password was given")
+            extractor = _SafeExtractor(staging)
+            for info, name in stream.members():
+                if stream.members_after_manifest:
+                    raise _unsafe("member after the manifest", info.name)
+                extractor.add(info, name, stream)
+            stream.finish()
+            if stream.trailing_data:
+                raise EngineError(BACKUP_CORRUPTED, "data after the end-of-archive marker", path=stream.path)
+            if stream.manifest_error:
+                raise EngineError(BACKUP_CORRUPTED, stream.manifest_error, path=stream.path)
+            extractor.finish()
+            if stream.manifest is not None:
+                extractor.check_manifest(stream.manifest)
+            fmt = stream.format
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise from_os_error(exc) from exc
+        raise
+    return ExtractResult(
+        staging_dir=staging, file_count=len(extractor.files), total_bytes=extractor.total_bytes,
+        symlink_count=len(extractor.links), directory_count=len(extractor.dirs),
+        manifest_checked=stream.manifest is not None, compression=fmt.compression, encrypted=fmt.encrypted,
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _free_sibling(target: str, label: str) -> str:
+    parent, base = os.path.split(target)
+    while True:
+        candidate = os.path.join(parent, f".{base}.{label}-{secrets.token_hex(4)}")
+        if not os.path.lexists(candidate):
+            return candidate
+
+
+def swap_into_place(staging, target) -> str | None:
+    """Rename ``target`` aside and ``staging`` onto it; returns where the old folder went.
+
+    Both must be in the same directory (same filesystem: renames, no copies).
+    Returns None when there was nothing at ``target``. If the second rename
+    fails the first is undone before re-raising.
+    """
+    staging, target = os.path.abspath(os.fspath(staging)), os.path.abspath(os.fspath(target))
+    if os.path.dirname(staging) != os.path.dirname(target):
+        raise EngineError(INVALID_SETTING, "Staging folder must be beside the target", path=staging)
+    previous = None
+    if os.path.lexists(target):
+        previous = _free_sibling(target, "previous")
+        os.rename(target, previous)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if previous is not None:
+            os.rename(previous, target)
+        raise
+    _fsync_dir(os.path.dirname(target))
+    return previous
+
+
+def rollback_swap(target, previous_path) -> str | None:
+    """Undo ``swap_into_place``: put ``previous_path`` back at ``target``.
+
+    The restored folder now at ``target`` is renamed aside (not deleted) and
+    its new path returned so the caller can inspect or remove it.
+    """
+    target = os.path.abspath(os.fspath(target))
+    moved = None
+    if os.path.lexists(target):
+        moved = _free_sibling(target, "failed-restore")
+        os.rename(target, moved)
+    if previous_path is not None:
+        os.rename(previous_path, target)
+    _fsync_dir(os.path.dirname(target))
+    return moved

@@ -1,0 +1,151 @@
+"""World validation while an archive streams by (used by verify).
+
+Region files are the bulk of a world and checking them means inflating every
+chunk (~5x the bytes of the archive itself). So each region file up to
+``_BUFFERED_REGION_LIMIT`` is read whole (through the member hasher, in
+archive order) and checked on a small thread pool while the main thread reads
+on: zlib releases the GIL, so chunk inflation overlaps with the archive's own
+decompression and hashing. At most ``2 * threads`` region files are in flight,
+so memory stays bounded. Findings are merged in archive order, so reports are
+deterministic. Larger region files are checked inline, streaming.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+
+from . import world
+from .compress import default_threads
+
+_SMALL_FILE_LIMIT = 64 * 1024 * 1024  # level.dat / playerdata are read whole below this
+_BUFFERED_REGION_LIMIT = 64 * 1024 * 1024
+_MAX_LISTED = 200
+
+
+class _Findings:
+    """What one region check found, replayed into the report in archive order."""
+
+    def __init__(self):
+        self.events: list = []
+        self.chunks = 0
+
+    def error(self, message: str) -> None:
+        self.events.append(("error", message))
+
+    def warning(self, message: str) -> None:
+        self.events.append(("warning", message))
+
+    def external(self, path: str, kind: int, where: str) -> None:
+        self.events.append(("external", (path, where)))
+
+
+def _check_region_blob(name: str, data: bytes) -> _Findings:
+    findings = _Findings()
+    findings.chunks = world.check_region(name, io.BytesIO(data), len(data), findings)
+    return findings
+
+
+class WorldCheck:
+    """Collects world findings into a ``MethodResult`` while members stream by."""
+
+    def __init__(self, result, threads: int | None = None):
+        self.result = result
+        self.worlds: list = []
+        self.region_files = 0
+        self.bad_files: set = set()
+        self.chunks = 0
+        self.external_needed: dict = {}
+        self.external_seen: set = set()
+        self._current = ""
+        threads = threads or default_threads()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcsite-world") if threads > 1 else None
+        self._pending: collections.deque = collections.deque()
+        self._max_pending = 2 * threads
+
+    # report interface for world.check_region
+    def error(self, message: str) -> None:
+        self.bad_files.add(self._current)
+        self.result.error(message)
+
+    def warning(self, message: str) -> None:
+        self.result.warning(message)
+
+    def external(self, path: str, kind: int, where: str) -> None:
+        self.external_needed[path] = where
+
+    def wants(self, name: str) -> bool:
+        return (world.is_level_dat(name) or world.is_region_file(name) or world.is_external_chunk(name)
+                or world.is_player_data(name))
+
+    def check(self, name: str, stream, size: int) -> None:
+        """Check one member; ``stream`` must be read in order (it feeds the member hash)."""
+        if world.is_region_file(name):
+            self.region_files += 1
+            if self._pool is not None and size <= _BUFFERED_REGION_LIMIT:
+                data = stream.read(size)
+                self._pending.append((name, self._pool.submit(_check_region_blob, name, data)))
+                while len(self._pending) > self._max_pending:
+                    self._merge(*self._pending.popleft())
+            else:
+                self._current = name
+                self.chunks += world.check_region(name, stream, size, self)
+            return
+        self._current = name
+        if world.is_external_chunk(name):
+            self.external_seen.add(name)
+            world.check_external_chunk(name, stream, size, None, self)
+            return
+        if size > _SMALL_FILE_LIMIT:
+            self.warning(f"{name}: {size} bytes, too large to parse; not checked")
+            return
+        data = stream.read(size)
+        if world.is_level_dat(name):
+            try:
+                info = world.parse_level_dat(data)
+            except (ValueError, OSError, EOFError) as exc:
+                self.error(f"{name}: level.dat invalid: {exc}")
+                return
+            self.worlds.append({"path": posixpath.dirname(name) or ".", **info})
+        else:
+            try:
+                world.check_nbt_file(data)
+            except (ValueError, OSError, EOFError) as exc:
+                self.error(f"{name}: {exc}")
+
+    def _merge(self, name: str, future) -> None:
+        findings = future.result()
+        self._current = name
+        self.chunks += findings.chunks
+        for kind, payload in findings.events:
+            if kind == "error":
+                self.error(payload)
+            elif kind == "warning":
+                self.warning(payload)
+            else:
+                self.external(payload[0], 0, payload[1])
+
+    def close(self) -> None:
+        """Stop the pool without merging (the archive could not be read to the end)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def finish(self) -> None:
+        while self._pending:
+            self._merge(*self._pending.popleft())
+        self.close()
+        for path, where in sorted(self.external_needed.items()):
+            if path not in self.external_seen:
+                self._current = path
+                self.error(f"{where} is stored externally but {path} is missing")
+        self.worlds.sort(key=lambda w: (w["path"].count("/"), w["path"]))
+        self.result.details.update(
+            worlds=self.worlds, region_files=self.region_files, chunks_checked=self.chunks,
+            files_with_errors=sorted(self.bad_files)[:_MAX_LISTED],
+        )
+        if not self.worlds and not self.region_files:
+            self.result.skip("no Minecraft world (level.dat or region files) in the archive")
+        else:
+            self.result.ok = not self.result.errors and "error_count" not in self.result.details
