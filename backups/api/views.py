@@ -2,7 +2,7 @@
 thin: they find the caller's own objects (404 otherwise), validate input and
 call a service."""
 
-from django.db.models import Max, Q
+from django.db.models import OuterRef, Subquery
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -49,9 +49,12 @@ def visible_server(request, server_id) -> Server:
 
 
 def schedules_for(user):
+    # A correlated subquery (index server, status, -created_at) is evaluated for
+    # the rows of one page only; a Max() join would aggregate every backup.
+    last_ok = (BackupRecord.objects.filter(server=OuterRef("server"), status=BackupRecord.Status.SUCCEEDED)
+               .order_by("-created_at").values("started_at")[:1])
     return (BackupSchedule.objects.for_user(user).select_related("server")
-            .annotate(last_backup_at=Max("server__backups__started_at",
-                                         filter=Q(server__backups__status=BackupRecord.Status.SUCCEEDED)))
+            .annotate(last_backup_at=Subquery(last_ok))
             .order_by("server__name", "id"))
 
 

@@ -83,3 +83,9 @@ def test_success_is_wrapped_in_the_envelope(alice_api):
     assert body["success"] is True
     assert body["data"] == []
     assert body["pagination"] == {"count": 0, "next": None, "previous": None}
+
+
+@pytest.mark.django_db
+def test_a_bad_host_header_on_the_api_is_answered_in_the_envelope(client):
+    response = client.get("/api/servers", HTTP_HOST="evil.example.com")
+    _assert_error(response, 400, "VALIDATION_ERROR")
