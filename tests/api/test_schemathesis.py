@@ -21,6 +21,20 @@ schema = schemathesis.openapi.from_wsgi("/api/schema?format=json", application)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+@pytest.fixture(autouse=True)
+def keep_the_test_connection():
+    """Requests go through the raw WSGI app, whose request signals would close
+    the test's database connection (Django's test client unhooks them too)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def auth_header(alice, make_server, settings):
     make_server(alice, "fuzzed", world=False)
