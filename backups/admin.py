@@ -1,11 +1,15 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from backups import scheduling
 from backups.models import BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
-from backups.services import actions, config, schedules
+from backups.services import actions, config, restores, schedules
 from mcsite.admin_scoping import OwnerScopedAdmin
 from mcsite.errors import DomainError
 
@@ -60,14 +64,15 @@ class BackupScheduleAdmin(OwnerScopedAdmin):
 
 @admin.register(BackupRecord)
 class BackupRecordAdmin(OwnerScopedAdmin):
-    list_display = ("filename_or_id", "server_name", "status", "trigger", "size_mb", "created_at", "quality_badge",
+    list_display = ("filename_or_id", "server_link", "status", "trigger", "size_mb", "created_at", "quality_badge",
                     "verification_passed", "locked")
     list_filter = ("status", "trigger", "locked", "verification_passed", "compression", "encrypted",
                    ("server", admin.RelatedOnlyFieldListFilter))
     search_fields = ("filename", "server_name", "sha256")
     date_hierarchy = "created_at"
-    actions = ["verify_selected", "lock_selected", "unlock_selected"]
+    actions = ["restore_selected", "verify_selected", "lock_selected", "unlock_selected"]
     exclude = ("storage_path",)
+    list_select_related = ("server",)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in BackupRecord._meta.fields if f.name != "storage_path"]
@@ -82,6 +87,13 @@ class BackupRecordAdmin(OwnerScopedAdmin):
     def filename_or_id(self, obj):
         return obj.filename or f"#{obj.pk}"
 
+    @admin.display(description="server", ordering="server_name")
+    def server_link(self, obj):
+        if obj.server_id is None:
+            return f"{obj.server_name} (deleted)"
+        return format_html('<a href="{}">{}</a>', reverse("admin:servers_server_change", args=[obj.server_id]),
+                           obj.server_name)
+
     @admin.display(description="MiB")
     def size_mb(self, obj):
         return f"{obj.size_bytes / 2**20:.1f}" if obj.size_bytes is not None else "—"
@@ -92,6 +104,38 @@ class BackupRecordAdmin(OwnerScopedAdmin):
             return "—"
         return format_html('<span class="quality quality-{}">{} {}</span>', obj.quality_level.lower(),
                            obj.quality_score, obj.quality_level)
+
+    @admin.action(description="Restore… (preview, then confirm)", permissions=["change"])
+    def restore_selected(self, request, queryset):
+        """Step 1 shows restore_preview on an intermediate page; its confirm
+        button posts the same action back with confirm=yes (step 2), which
+        calls restore_request — the same services as the API and web page."""
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one backup to restore.", messages.WARNING)
+            return None
+        record = queryset.select_related("server").first()
+        if record.server is None:
+            self.message_user(request, "The server of this backup was deleted; it cannot be restored here.",
+                              messages.ERROR)
+            return None
+        try:
+            if request.POST.get("confirm") == "yes":
+                restore = restores.restore_request(server=record.server, backup_filename=record.filename,
+                                                   actor=request.user, request=request, source="admin")
+                self.message_user(request, f"Restore of {record.filename} to {record.server} queued.")
+                return redirect("admin:backups_restorerequest_change", restore.pk)
+            preview = restores.restore_preview(server=record.server, backup_filename=record.filename)
+        except DomainError as exc:
+            self.message_user(request, f"{record}: {exc.message}", messages.ERROR)
+            return None
+        return TemplateResponse(request, "admin/backups/restore_confirmation.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Restore {record.filename}?",
+            "opts": self.model._meta,
+            "record": record,
+            "preview": preview,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
 
     @admin.action(description="Verify selected backups again")
     def verify_selected(self, request, queryset):
@@ -126,7 +170,8 @@ class BackupRecordAdmin(OwnerScopedAdmin):
 
 @admin.register(RestoreRequest)
 class RestoreRequestAdmin(OwnerScopedAdmin):
-    list_display = ("id", "server", "kind", "backup_filename", "status", "created_at", "finished_at")
+    list_display = ("id", "server_link", "kind", "backup_link", "status", "created_at", "finished_at")
+    list_select_related = ("server", "backup")
     list_filter = ("status", "kind", ("server", admin.RelatedOnlyFieldListFilter))
     search_fields = ("backup_filename", "server__name")
     exclude = ("steps",)
@@ -139,6 +184,18 @@ class RestoreRequestAdmin(OwnerScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="server", ordering="server__name")
+    def server_link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("admin:servers_server_change", args=[obj.server_id]),
+                           obj.server)
+
+    @admin.display(description="backup", ordering="backup_filename")
+    def backup_link(self, obj):
+        if obj.backup_id is None:
+            return obj.backup_filename
+        return format_html('<a href="{}">{}</a>', reverse("admin:backups_backuprecord_change", args=[obj.backup_id]),
+                           obj.backup_filename)
 
 
 class BackupSettingsForm(forms.ModelForm):
@@ -201,3 +258,41 @@ class BackupSettingsAdmin(admin.ModelAdmin):
             verify_world=data["verify_world"], restore_test=data["restore_test"],
             disk_warning_percent=data["disk_warning_percent"], disk_emergency_percent=data["disk_emergency_percent"],
         )
+
+
+# --- django-celery-beat: its own admin, for superusers only (SPEC §11) ----------
+
+class SuperuserOnlyAdminMixin:
+    """Periodic tasks belong to every owner's schedules; only admins may see
+    or touch them here (owners change schedules through the services)."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request, *args):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+
+def _restrict_celery_beat_admin(site=admin.site) -> None:
+    from django.apps import apps
+
+    for model in apps.get_app_config("django_celery_beat").get_models():
+        if not site.is_registered(model):
+            continue
+        model_admin = type(site.get_model_admin(model))
+        if issubclass(model_admin, SuperuserOnlyAdminMixin):
+            continue
+        site.unregister(model)
+        site.register(model, type(f"SuperuserOnly{model_admin.__name__}", (SuperuserOnlyAdminMixin, model_admin), {}))
+
+
+_restrict_celery_beat_admin()

@@ -1,20 +1,93 @@
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
-from mcsite.errors import DomainError
-
+from backups import scheduling
+from backups.forms import HH_MM_MESSAGE, ScheduleTimeField
+from backups.models import BackupSchedule
 from mcsite.admin_scoping import OwnerScopedAdmin
+from mcsite.errors import DomainError
 from servers.forms import ServerForm
 from servers.models import Server
+from servers.selectors import server_status
+
+
+class ScheduleInlineForm(forms.ModelForm):
+    schedule_time = ScheduleTimeField(help_text=f"{HH_MM_MESSAGE} In the site's time zone.")
+
+    class Meta:
+        model = BackupSchedule
+        fields = ["schedule_type", "schedule_time", "retention_days", "enabled", "compression", "encrypt"]
+
+
+class BackupScheduleInline(admin.StackedInline):
+    """The server's schedule on its own page. Saved by ServerAdmin.save_formset
+    through the schedule services, so its PeriodicTask changes with it."""
+
+    model = BackupSchedule
+    form = ScheduleInlineForm
+    extra = 0
+    max_num = 1
+    can_delete = True
+    show_change_link = True
+    readonly_fields = ("next_run_display",)
+
+    @admin.display(description="next run")
+    def next_run_display(self, obj):
+        value = scheduling.next_run(obj) if obj and obj.pk else None
+        return f"{value:%Y-%m-%d %H:%M} {settings.MCSITE_TIME_ZONE}" if value else "—"
 
 
 @admin.register(Server)
 class ServerAdmin(OwnerScopedAdmin):
     form = ServerForm
-    list_display = ("name", "owner", "directory", "backup_mode", "node", "created_at")
+    inlines = [BackupScheduleInline]
+    list_display = ("name", "status_badge", "owner", "directory", "schedule_summary", "backups_link",
+                    "restores_link", "node")
     list_filter = ("backup_mode", "node", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner", "backup_schedule")
     search_fields = ("name", "directory", "owner__username")
-    readonly_fields = ("pid", "pid_create_time", "created_at", "updated_at")
+    readonly_fields = ("status_badge", "related_links", "pid", "pid_create_time", "created_at", "updated_at")
     actions = ["backup_now", "start_servers", "stop_servers"]
+
+    # --- columns ---------------------------------------------------------------
+
+    @admin.display(description="status")
+    def status_badge(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        state = server_status(server=obj)["state"]
+        colour = {"running": "#1f7a3d", "stopped": "#6b7280"}.get(state, "#b7791f")
+        return format_html('<strong style="color:{}">● {}</strong>', colour, state)
+
+    @admin.display(description="schedule")
+    def schedule_summary(self, obj):
+        schedule = getattr(obj, "backup_schedule", None)
+        if schedule is None:
+            return "—"
+        text = f"{schedule.schedule_type} {schedule.schedule_time:%H:%M} {settings.MCSITE_TIME_ZONE}"
+        return text if schedule.enabled else f"{text} (disabled)"
+
+    @admin.display(description="backups")
+    def backups_link(self, obj):
+        url = reverse("admin:backups_backuprecord_changelist") + f"?server__id__exact={obj.pk}"
+        return format_html('<a href="{}">Backups</a>', url)
+
+    @admin.display(description="restores")
+    def restores_link(self, obj):
+        url = reverse("admin:backups_restorerequest_changelist") + f"?server__id__exact={obj.pk}"
+        return format_html('<a href="{}">Restores</a>', url)
+
+    @admin.display(description="related")
+    def related_links(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        return format_html('{} · {} · <a href="{}">Backup page</a>', self.backups_link(obj),
+                           self.restores_link(obj), reverse("server-backups", args=[obj.pk]))
+
+    # --- actions ---------------------------------------------------------------
 
     def _each(self, request, queryset, action, done: str):
         for server in queryset:
@@ -45,10 +118,19 @@ class ServerAdmin(OwnerScopedAdmin):
         self._each(request, queryset, lambda s: server_stop(server=s, actor=request.user, request=request,
                                                             source="admin"), "stopped")
 
+    # --- saving ----------------------------------------------------------------
+
+    def get_inlines(self, request, obj):
+        # On the add page a schedule would need the server first; it is added
+        # on the change page (or with "Enable Automated Backups" on /servers/new/).
+        return self.inlines if obj is not None else []
+
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
         if request.user.is_superuser and "owner" not in fields:
             fields.insert(1, "owner")
+        if obj is None:  # nothing to show about a server that does not exist yet
+            fields = [f for f in fields if f not in ("status_badge", "related_links", "pid", "pid_create_time")]
         return fields
 
     def save_model(self, request, obj, form, change):
@@ -56,6 +138,32 @@ class ServerAdmin(OwnerScopedAdmin):
             obj.owner = request.user
         super().save_model(request, obj, form, change)
         self.audit(request, "server.update" if change else "server.create", obj)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not BackupSchedule:
+            return super().save_formset(request, form, formset, change)
+        from backups.services import schedules
+
+        server = form.instance
+        for inline_form in formset.forms:
+            schedule = inline_form.instance if inline_form.instance.pk else None
+            try:
+                if schedule is not None and inline_form in formset.deleted_forms:
+                    schedules.backup_schedule_delete(schedule=schedule, actor=request.user, request=request,
+                                                     source="admin")
+                elif inline_form.has_changed() and inline_form.cleaned_data:
+                    data = {f: inline_form.cleaned_data[f] for f in schedules.SCHEDULE_FIELDS
+                            if f in inline_form.cleaned_data}
+                    if schedule is None:
+                        schedules.backup_schedule_create(server=server, data=data, actor=request.user,
+                                                         request=request, source="admin")
+                    else:
+                        changed = {f: v for f, v in data.items() if f in inline_form.changed_data}
+                        schedules.backup_schedule_update(schedule=schedule, data=changed, actor=request.user,
+                                                         request=request, source="admin")
+            except DomainError as exc:
+                self.message_user(request, f"Schedule not saved: {exc.message}", messages.ERROR)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def delete_model(self, request, obj):
         from servers.services import server_delete

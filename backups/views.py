@@ -1,0 +1,315 @@
+"""The seed's `/backup/<server_id>` page and what it drives: schedule,
+"Backup Now" with live progress, history, verify/lock, restore with preview,
+confirmation, progress and rollback. Ownership is `visible_server` (404 for
+anyone else); changes go through the services the API uses, source="web".
+Progress endpoints only read the records a worker updates; they never run
+the engine in the web process."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from backups import selectors, tasks
+from backups.forms import ScheduleForm
+from backups.models import BackupRecord, RestoreRequest
+from backups.services import actions, restores, schedules
+from backups.services.runs import backup_trigger
+from mcsite.audit import audit
+from mcsite.errors import DomainError
+from servers.selectors import server_status
+from servers.views import visible_server
+
+HISTORY_LIMIT = 50
+# Phase → (label, where the bar starts). Archiving fills most of the bar by
+# bytes; the fixed steps around it are short.
+BACKUP_PHASES = {
+    "queued": ("Waiting for a worker", 0), "prechecks": ("Checking folder and disk space", 2),
+    "stopping": ("Stopping the server", 4), "pausing_saves": ("Pausing world saves", 4),
+    "archiving": ("Archiving files", 5), "verifying": ("Verifying the archive", 90),
+    "done": ("Done", 100), "failed": ("Failed", 100),
+}
+RESTORE_PHASES = {
+    "queued": ("Waiting for a worker", 0), "checking": ("Checking the backup", 5),
+    "stopped": ("Server stopped", 15), "safety_backup": ("Safety backup taken", 35),
+    "extracting": ("Extracting files", 35), "extracted": ("Files extracted and checked", 85),
+    "moving_aside": ("Moving the old files aside", 90), "swapped": ("New files in place", 95),
+    "started": ("Server started again", 98), "done": ("Done", 100), "failed": ("Failed", 100),
+    "previous_files_back": ("Previous files put back", 100),
+}
+
+
+def line_chart(points: list[tuple], *, unit: str, width: int = 380, height: int = 200) -> dict:
+    """Geometry of a small SVG line chart (drawn by templates/backups/_line_chart.html):
+    one point per backup, evenly spaced, y from zero to the largest value."""
+    left, right, top, bottom = 52, 12, 12, 26
+    if not points:
+        return {"empty": True, "unit": unit, "width": width, "height": height}
+    peak = max(value for _, value in points) or 1.0
+    span_x, span_y = width - left - right, height - top - bottom
+    step = span_x / max(1, len(points) - 1)
+    dots = []
+    for i, (when, value) in enumerate(points):
+        x = left + (i * step if len(points) > 1 else span_x / 2)
+        y = top + span_y * (1 - value / peak)
+        dots.append({"x": round(x, 1), "y": round(y, 1), "when": when, "value": value})
+    line = " ".join(f"{d['x']},{d['y']}" for d in dots)
+    base = top + span_y
+    return {
+        "empty": False, "unit": unit, "width": width, "height": height, "dots": dots, "line": line,
+        "area": f"{dots[0]['x']},{base} {line} {dots[-1]['x']},{base}",
+        "left": left, "right_x": width - right, "top": top, "base": base, "mid": top + span_y / 2,
+        "peak": peak, "half": peak / 2, "first": points[0][0], "last": points[-1][0],
+    }
+
+
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _backup_of(request, server, backup_id) -> BackupRecord:
+    return get_object_or_404(BackupRecord.objects.for_user(request.user), server=server, pk=backup_id)
+
+
+def _restore_of(request, server, restore_id) -> RestoreRequest:
+    return get_object_or_404(RestoreRequest.objects.for_user(request.user).select_related("backup", "safety_backup"),
+                             server=server, pk=restore_id)
+
+
+def _back(server, anchor: str = ""):
+    return redirect(reverse("server-backups", args=[server.pk]) + anchor)
+
+
+# --- the page -----------------------------------------------------------------
+
+def _page_context(request, server, schedule_form=None) -> dict:
+    status = selectors.backup_status(server=server)
+    records = BackupRecord.objects.filter(server=server)
+    trend = selectors.backup_trend(records=records)
+    metrics = status["metrics"]
+    return {
+        "server": server,
+        "server_status": server_status(server=server),
+        "status": status,
+        "schedule": status["schedule"],
+        "schedule_form": schedule_form or ScheduleForm.for_schedule(status["schedule"]),
+        "time_zone": settings.MCSITE_TIME_ZONE,
+        "active_backup": status["running_backup"],
+        "active_progress": backup_progress(status["running_backup"]) if status["running_backup"] else None,
+        "active_restore": status["running_restore"],
+        "history": records.select_related("requested_by")[:HISTORY_LIMIT],
+        "restores": RestoreRequest.objects.filter(server=server).select_related("backup")[:10],
+        "size_chart": line_chart([(r["created_at"], (r["size_bytes"] or 0) / 2**20) for r in trend], unit="MiB"),
+        "duration_chart": line_chart([(r["created_at"], r["duration_seconds"] or 0) for r in trend], unit="s"),
+        "success_rates": [(label, metrics[f"success_rate_{key}"], metrics[f"backups_{key}"])
+                          for key, label in (("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days"))],
+        "disk": status["disk_usage"],
+    }
+
+
+@login_required
+@require_GET
+def backup_page(request, server_id):
+    server = visible_server(request, server_id)
+    return render(request, "backups/backup_page.html", _page_context(request, server))
+
+
+@login_required
+@require_POST
+def schedule_save(request, server_id):
+    """Create, update, enable/disable or delete the server's schedule."""
+    server = visible_server(request, server_id)
+    schedule = getattr(server, "backup_schedule", None)
+    action = request.POST.get("action", "save")
+    try:
+        if action == "delete" and schedule is not None:
+            schedules.backup_schedule_delete(schedule=schedule, actor=request.user, request=request, source="web")
+            messages.success(request, "Schedule deleted. No automated backups will run.")
+            return _back(server, "#schedule")
+        if action in ("enable", "disable") and schedule is not None:
+            schedules.backup_schedule_update(schedule=schedule, data={"enabled": action == "enable"},
+                                             actor=request.user, request=request, source="web")
+            messages.success(request, f"Schedule {action}d.")
+            return _back(server, "#schedule")
+        form = ScheduleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "The schedule was not saved: please correct the fields marked below.")
+            return render(request, "backups/backup_page.html", _page_context(request, server, form), status=400)
+        if schedule is None:
+            schedules.backup_schedule_create(server=server, data=form.schedule_data(), actor=request.user,
+                                             request=request, source="web")
+            messages.success(request, "Schedule created.")
+        else:
+            schedules.backup_schedule_update(schedule=schedule, data=form.schedule_data(), actor=request.user,
+                                             request=request, source="web")
+            messages.success(request, "Schedule updated.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return _back(server, "#schedule")
+
+
+# --- backups --------------------------------------------------------------------
+
+def backup_progress(record: BackupRecord) -> dict:
+    label, start = BACKUP_PHASES.get(record.phase, (record.phase.replace("_", " ").capitalize(), 0))
+    percent = start
+    if record.phase == "archiving" and record.progress_total:
+        percent = 5 + int(85 * min(1.0, record.progress_bytes / record.progress_total))
+    done = record.status not in ("queued", "running")
+    if done:
+        percent = 100
+    return {
+        "id": record.pk, "status": record.status, "phase": record.phase, "label": label, "percent": percent,
+        "bytes_done": record.progress_bytes, "bytes_total": record.progress_total, "done": done,
+        "ok": record.status == BackupRecord.Status.SUCCEEDED, "filename": record.filename,
+        "size_bytes": record.size_bytes, "quality_score": record.quality_score,
+        "quality_level": record.quality_level, "error": record.error_message,
+        "message": _backup_message(record) if done else f"{label}…",
+    }
+
+
+def _backup_message(record: BackupRecord) -> str:
+    if record.status == BackupRecord.Status.SUCCEEDED:
+        quality = f" — quality {record.quality_score} ({record.quality_level})" if record.quality_score is not None else ""
+        return f"Backup finished: {record.filename}{quality}"
+    return f"Backup failed: {record.error_message or record.error_code or 'unknown error'}"
+
+
+@login_required
+@require_POST
+def backup_now(request, server_id):
+    server = visible_server(request, server_id)
+    try:
+        record = backup_trigger(server=server, actor=request.user, request=request, source="web")
+    except DomainError as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": exc.message, "code": exc.code.value}, status=exc.http_status)
+        messages.error(request, exc.message)
+        return _back(server)
+    if _wants_json(request):
+        return JsonResponse({"progress_url": reverse("backup-progress", args=[server.pk, record.pk]),
+                             **backup_progress(record)}, status=202)
+    messages.success(request, "Backup started.")
+    return _back(server, "#progress")
+
+
+@login_required
+@require_GET
+def backup_progress_view(request, server_id, backup_id):
+    record = _backup_of(request, visible_server(request, server_id), backup_id)
+    return JsonResponse(backup_progress(record))
+
+
+@login_required
+@require_POST
+def backup_verify(request, server_id, backup_id):
+    """Queues a verification, as the API does: it reads the whole archive, so
+    it runs on the worker that sits on the disk, not in the web process."""
+    server = visible_server(request, server_id)
+    record = _backup_of(request, server, backup_id)
+    try:
+        actions._require_file(record)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        tasks.enqueue_verify(record)
+        audit(actor=request.user, action="backup.verify", obj=record, request=request, source="web")
+        messages.success(request, f"Verification of {record.filename} queued; refresh in a moment for the result.")
+    return _back(server, "#history")
+
+
+@login_required
+@require_POST
+def backup_lock(request, server_id, backup_id):
+    server = visible_server(request, server_id)
+    record = _backup_of(request, server, backup_id)
+    locked = request.POST.get("locked") == "1"
+    try:
+        actions.backup_lock(record=record, locked=locked, actor=request.user, request=request, source="web")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{record.filename} {'locked: retention will keep it' if locked else 'unlocked'}.")
+    return _back(server, "#history")
+
+
+# --- restores -------------------------------------------------------------------
+
+@login_required
+def restore(request, server_id):
+    """GET: the preview of `?backup=<filename>`. POST: the confirmation."""
+    server = visible_server(request, server_id)
+    filename = (request.POST if request.method == "POST" else request.GET).get("backup", "")
+    if request.method == "POST":
+        try:
+            restore_row = restores.restore_request(server=server, backup_filename=filename, actor=request.user,
+                                                   request=request, source="web")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return _back(server, "#history")
+        messages.success(request, f"Restore of {filename} started.")
+        return redirect("restore-detail", server_id=server.pk, restore_id=restore_row.pk)
+    try:
+        preview = restores.restore_preview(server=server, backup_filename=filename)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _back(server, "#history")
+    return render(request, "backups/restore_preview.html", {"server": server, "preview": preview,
+                                                            "backup": preview["backup"]})
+
+
+def restore_progress(row: RestoreRequest) -> dict:
+    label, start = RESTORE_PHASES.get(row.phase, (row.phase.replace("_", " ").capitalize(), 0))
+    percent = start
+    if row.phase == "extracting" and row.progress_total:
+        percent = 35 + int(50 * min(1.0, row.progress_bytes / row.progress_total))
+    done = row.status not in ("queued", "running")
+    if done:
+        percent = 100
+    noun = "Rollback" if row.kind == RestoreRequest.Kind.ROLLBACK else "Restore"
+    if row.status == RestoreRequest.Status.SUCCEEDED:
+        message = f"{noun} finished: {row.file_count or 0} files restored from {row.backup_filename}."
+    elif row.status == RestoreRequest.Status.ROLLED_BACK:
+        message = f"{noun} finished and was later rolled back."
+    elif row.status == RestoreRequest.Status.FAILED:
+        message = f"{noun} failed: {row.error_message or row.error_code}. The previous files were put back."
+    else:
+        message = f"{label}…"
+    return {"id": row.pk, "status": row.status, "phase": row.phase, "label": label, "percent": percent,
+            "done": done, "ok": row.status in ("succeeded", "rolled_back"), "message": message,
+            "can_roll_back": row.kind == RestoreRequest.Kind.RESTORE and row.status == "succeeded"}
+
+
+@login_required
+@require_GET
+def restore_detail(request, server_id, restore_id):
+    server = visible_server(request, server_id)
+    row = _restore_of(request, server, restore_id)
+    steps = [RESTORE_PHASES.get(s.get("step"), (str(s.get("step", "")).replace("_", " ").capitalize(),))[0]
+             for s in row.steps]
+    return render(request, "backups/restore_detail.html", {"server": server, "restore": row, "steps": steps,
+                                                           "progress": restore_progress(row)})
+
+
+@login_required
+@require_GET
+def restore_progress_view(request, server_id, restore_id):
+    row = _restore_of(request, visible_server(request, server_id), restore_id)
+    return JsonResponse(restore_progress(row))
+
+
+@login_required
+@require_POST
+def restore_rollback(request, server_id, restore_id):
+    server = visible_server(request, server_id)
+    row = _restore_of(request, server, restore_id)
+    try:
+        rollback = restores.restore_rollback(restore=row, actor=request.user, request=request, source="web")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("restore-detail", server_id=server.pk, restore_id=row.pk)
+    messages.success(request, "Rollback started: the files from before the restore are being put back.")
+    return redirect("restore-detail", server_id=server.pk, restore_id=rollback.pk)

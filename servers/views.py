@@ -1,0 +1,165 @@
+"""Web pages for servers (SPEC §11). Every page reads through
+`Server.objects.for_user` (another owner's server is a 404) and every change
+goes through the same services as the API, with source="web"."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import OuterRef, Q, Subquery, Sum
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from backups import scheduling
+from backups.forms import AutomatedBackupsForm
+from backups.models import BackupRecord
+from backups.selectors import disk_usage
+from backups.services import backup_schedule_create
+from mcsite.errors import DomainError
+from servers import services
+from servers.forms import ServerForm
+from servers.models import Server
+from servers.selectors import server_status
+
+_STORED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]
+_FINISHED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED, BackupRecord.Status.DELETED]
+
+
+def visible_server(request, server_id) -> Server:
+    """The one ownership check of the web pages: superuser → any, owner → own, else 404."""
+    return get_object_or_404(Server.objects.for_user(request.user).select_related("owner"), pk=server_id)
+
+
+def _rows(servers) -> list[dict]:
+    """One dict per server for the list, in a fixed number of queries."""
+    last_ids = (BackupRecord.objects.filter(server=OuterRef("pk"), status__in=_FINISHED)
+                .exclude(trigger=BackupRecord.Trigger.SAFETY).order_by("-created_at", "-id").values("pk")[:1])
+    servers = list(servers.select_related("backup_schedule", "owner").annotate(
+        last_backup_id=Subquery(last_ids),
+        backup_bytes=Sum("backups__size_bytes",
+                         filter=Q(backups__status__in=_STORED) & ~Q(backups__storage_path="")),
+    ))
+    last = BackupRecord.objects.in_bulk([s.last_backup_id for s in servers if s.last_backup_id])
+    active = set(BackupRecord.objects.filter(server__in=servers, status__in=["queued", "running"])
+                 .values_list("server_id", flat=True))
+    rows = []
+    for server in servers:
+        schedule = getattr(server, "backup_schedule", None)
+        rows.append({
+            "server": server,
+            "status": server_status(server=server),
+            "schedule": schedule,
+            "next_run": scheduling.next_run(schedule) if schedule else None,
+            "last_backup": last.get(server.last_backup_id),
+            "backup_bytes": server.backup_bytes or 0,
+            "backup_active": server.pk in active,
+        })
+    return rows
+
+
+@login_required
+def server_list(request):
+    servers = Server.objects.for_user(request.user)
+    return render(request, "servers/server_list.html", {
+        "rows": _rows(servers),
+        "disk": disk_usage(),
+    })
+
+
+def _server_data(form: ServerForm) -> dict:
+    data = {k: v for k, v in form.cleaned_data.items() if k not in ("rcon_password", "clear_rcon_password")}
+    if form.cleaned_data.get("rcon_password"):
+        data["rcon_password"] = form.cleaned_data["rcon_password"]
+    return data
+
+
+def _show_error(form, exc: DomainError) -> None:
+    """A service's refusal shown where it belongs: on the field it names, else on top."""
+    placed = False
+    for field, problems in (exc.details or {}).items():
+        if field in form.fields:
+            for problem in problems if isinstance(problems, list) else [problems]:
+                form.add_error(field, str(problem))
+            placed = True
+    if not placed:
+        form.add_error("directory" if exc.code.value == "INVALID_DIRECTORY" else None, exc.message)
+
+
+@login_required
+def server_create(request):
+    if request.method == "POST":
+        form = ServerForm(request.POST)
+        backup_form = AutomatedBackupsForm(request.POST, prefix="backup")
+        if form.is_valid() and backup_form.is_valid():
+            try:
+                # Server and schedule together or not at all: a refused
+                # schedule must not leave a server behind without one.
+                with transaction.atomic():
+                    server = services.server_create(owner=request.user, data=_server_data(form),
+                                                    actor=request.user, request=request, source="web")
+                    if backup_form.wants_schedule:
+                        backup_schedule_create(server=server, data=backup_form.schedule_data(),
+                                               actor=request.user, request=request, source="web")
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                note = " with automated backups" if backup_form.wants_schedule else ""
+                messages.success(request, f"Server “{server.name}” created{note}.")
+                return redirect("server-list")
+        status = 400
+    else:
+        form = ServerForm()
+        backup_form = AutomatedBackupsForm(prefix="backup")
+        status = 200
+    return render(request, "servers/server_form.html", {"form": form, "backup_form": backup_form}, status=status)
+
+
+@login_required
+def server_delete(request, server_id):
+    server = visible_server(request, server_id)
+    if request.method == "POST":
+        delete_backups = request.POST.get("delete_backups") == "on"
+        try:
+            services.server_delete(server=server, delete_backups=delete_backups, actor=request.user,
+                                   request=request, source="web")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("server-delete", server_id=server.pk)
+        kept = "its backups were deleted" if delete_backups else "its backups were kept"
+        messages.success(request, f"Server “{server.name}” deleted; {kept}.")
+        return redirect("server-list")
+    backups = BackupRecord.objects.filter(server=server, status__in=_STORED).exclude(storage_path="")
+    return render(request, "servers/server_confirm_delete.html", {
+        "server": server,
+        "backup_count": backups.count(),
+        "backup_bytes": backups.aggregate(total=Sum("size_bytes"))["total"] or 0,
+    })
+
+
+def _control(request, server_id, action, done: str):
+    server = visible_server(request, server_id)
+    try:
+        action(server=server, actor=request.user, request=request, source="web")
+    except DomainError as exc:
+        messages.error(request, f"{server.name}: {exc.message}")
+    else:
+        messages.success(request, f"{server.name} {done}.")
+    return redirect(request.POST["next"] if _safe_next(request) else "server-list")
+
+
+def _safe_next(request) -> bool:
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next")
+    return bool(target) and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+
+
+@login_required
+@require_POST
+def server_start(request, server_id):
+    return _control(request, server_id, services.server_start, "started")
+
+
+@login_required
+@require_POST
+def server_stop(request, server_id):
+    return _control(request, server_id, services.server_stop, "stopped")
