@@ -139,16 +139,12 @@ class BackupRecordAdmin(OwnerScopedAdmin):
 
     @admin.action(description="Verify selected backups again")
     def verify_selected(self, request, queryset):
-        from backups import tasks
-
         count = 0
         for record in queryset:
             try:
-                actions._require_file(record)
+                actions.backup_verify_request(record=record, actor=request.user, request=request, source="admin")
             except DomainError:
                 continue
-            tasks.enqueue_verify(record)
-            self.audit(request, "backup.verify", record)
             count += 1
         self.message_user(request, f"Verification queued for {count} backup(s).")
 

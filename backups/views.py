@@ -13,12 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from backups import selectors, tasks
+from backups import selectors
 from backups.forms import ScheduleForm
 from backups.models import BackupRecord, RestoreRequest
 from backups.services import actions, restores, schedules
 from backups.services.runs import backup_trigger
-from mcsite.audit import audit
 from mcsite.errors import DomainError
 from servers.selectors import server_status
 from servers.views import visible_server
@@ -211,12 +210,10 @@ def backup_verify(request, server_id, backup_id):
     server = visible_server(request, server_id)
     record = _backup_of(request, server, backup_id)
     try:
-        actions._require_file(record)
+        actions.backup_verify_request(record=record, actor=request.user, request=request, source="web")
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
-        tasks.enqueue_verify(record)
-        audit(actor=request.user, action="backup.verify", obj=record, request=request, source="web")
         messages.success(request, f"Verification of {record.filename} queued; refresh in a moment for the result.")
     return _back(server, "#history")
 

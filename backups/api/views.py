@@ -234,14 +234,7 @@ class BackupVerifyView(BackupDetailView):
     @extend_schema(summary="Verify a stored backup again (queued)", request=None,
                    responses={202: s.BackupOutputSerializer, **envelope_errors(409)})
     def post(self, request, server_id, backup_id):
-        from backups import tasks
-        from mcsite.audit import audit
-
-        record = self.record()
-        if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
-            raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
-        tasks.enqueue_verify(record)
-        audit(actor=request.user, action="backup.verify", obj=record, request=request)
+        record = actions.backup_verify_request(record=self.record(), actor=request.user, request=request)
         return respond(s.BackupOutputSerializer(record).data, message="Verification queued", status_code=202)
 
 

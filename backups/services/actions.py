@@ -18,6 +18,17 @@ def _require_file(record: BackupRecord):
     return storage.absolute_path(record.storage_path)
 
 
+def backup_verify_request(*, record: BackupRecord, actor, request=None, source: str = "api") -> BackupRecord:
+    """Queues a verification on the worker that sits on the backup's disk: it
+    reads the whole archive, which is no work for a web process."""
+    from backups import tasks
+
+    _require_file(record)
+    transaction.on_commit(lambda: tasks.enqueue_verify(record))
+    audit(actor=actor, action="backup.verify", obj=record, request=request, source=source)
+    return record
+
+
 def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, progress=None, actor=None,
                   source: str = "system") -> BackupRecord:
     """Verifies a stored backup again with every method and records the result."""

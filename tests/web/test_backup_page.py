@@ -129,11 +129,13 @@ def test_backup_now_of_a_missing_folder_says_so(alice_web, alices_server):
     assert not BackupRecord.objects.exists()
 
 
-def test_verify_queues_a_verification(alice_web, alices_server, take_backup, monkeypatch):
+def test_verify_queues_a_verification(alice_web, alices_server, take_backup, monkeypatch,
+                                      django_capture_on_commit_callbacks):
     record = take_backup(alices_server)
     queued = []
     monkeypatch.setattr("backups.tasks.enqueue_verify", queued.append)
-    response = alice_web.post(f"/backup/{alices_server.pk}/backups/{record.pk}/verify", follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_web.post(f"/backup/{alices_server.pk}/backups/{record.pk}/verify", follow=True)
     assert [r.pk for r in queued] == [record.pk]
     assert "Verification of" in response.content.decode()
     assert AuditEvent.objects.filter(action="backup.verify", source="web").exists()
