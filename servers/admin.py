@@ -125,6 +125,23 @@ class ServerAdmin(OwnerScopedAdmin):
         # on the change page (or with "Enable Automated Backups" on /servers/new/).
         return self.inlines if obj is not None else []
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        user = request.user
+
+        class UserBoundForm(form):
+            def __init__(self, *args, **inner):
+                inner.setdefault("user", user)
+                super().__init__(*args, **inner)
+
+        return UserBoundForm
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("start_command")  # it runs on the host: administrators only
+        return fields
+
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
         if request.user.is_superuser and "owner" not in fields:

@@ -7,7 +7,9 @@ from servers.services import resolve_server_directory
 
 class ServerForm(forms.ModelForm):
     """Used by the admin and the web pages: the directory is confined to the
-    servers root and the RCON password is write-only."""
+    servers root and not shared, the RCON password is write-only, and only an
+    administrator may set the start command (it runs on the host). Pass the
+    acting `user`."""
 
     rcon_password = forms.CharField(
         required=False, strip=False, widget=forms.PasswordInput(render_value=False),
@@ -22,11 +24,24 @@ class ServerForm(forms.ModelForm):
             "stop_timeout", "backup_mode", "exclude_patterns", "node",
         ]
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
+            del self.fields["start_command"]
+
     def clean_directory(self):
         try:
-            return resolve_server_directory(self.cleaned_data["directory"])
+            return resolve_server_directory(self.cleaned_data["directory"], exclude_pk=self.instance.pk)
         except DomainError as exc:
             raise forms.ValidationError(exc.message) from None
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        owner = self.instance.owner if self.instance.owner_id else self.user
+        if owner is not None and Server.objects.filter(owner=owner, name=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("You already have a server with this name.")
+        return name
 
     def clean_exclude_patterns(self):
         value = self.cleaned_data.get("exclude_patterns") or []

@@ -57,6 +57,7 @@ class Server(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="server_name_unique_per_owner"),
+            models.UniqueConstraint(fields=["directory"], name="server_directory_unique"),
             models.CheckConstraint(
                 condition=models.Q(backup_mode__in=["stop", "live"]), name="server_backup_mode_valid"
             ),

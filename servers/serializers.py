@@ -1,3 +1,4 @@
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from mcsite.api.fields import StrictCharField, StrictIntegerField
@@ -17,7 +18,15 @@ class ServerInputSerializer(serializers.Serializer):
     stop_timeout = StrictIntegerField(min_value=1, max_value=3600, required=False)
     backup_mode = serializers.ChoiceField(choices=Server.BackupMode.choices, required=False)
     exclude_patterns = serializers.ListField(child=StrictCharField(max_length=200), required=False, max_length=100)
-    node = serializers.RegexField(r"^[A-Za-z0-9_.@-]{1,64}$", required=False)
+    node = StrictCharField(max_length=64, required=False, validators=[RegexValidator(
+        r"^[A-Za-z0-9_.@-]{1,64}$", "Letters, digits and _ . @ - only (a Celery queue name).")])
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
 
     def validate_start_command(self, value):
         if not value.strip():

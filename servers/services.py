@@ -15,9 +15,15 @@ def servers_root() -> Path:
     return Path(settings.MCSITE_SERVERS_ROOT).resolve()
 
 
-def resolve_server_directory(raw: str) -> str:
+UNAVAILABLE_DIRECTORY = ("Directory must be an existing folder inside the servers root that no other server uses")
+
+
+def resolve_server_directory(raw: str, *, exclude_pk: int | None = None) -> str:
     """The folder as a path relative to the servers root, after following every
-    symlink; anything resolving outside the root (or missing) is refused."""
+    symlink. Refused: anything resolving outside the root, the root itself, a
+    missing folder, and a folder that is, contains or lies inside another
+    server's folder or mcsite's own folders. Missing and taken get the same
+    message, so the names of other users' folders cannot be probed."""
     if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
         raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is required")
     root = servers_root()
@@ -26,15 +32,31 @@ def resolve_server_directory(raw: str) -> str:
         candidate = root / candidate
     try:
         resolved = candidate.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory does not exist inside the servers root") from None
     except (OSError, RuntimeError):
-        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory cannot be resolved") from None
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY) from None
     if resolved == root or not resolved.is_relative_to(root):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory must be a folder inside the servers root")
     if not resolved.is_dir():
-        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is not a folder")
-    return resolved.relative_to(root).as_posix()
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    for reserved in (settings.MCSITE_BACKUP_ROOT, settings.MCSITE_RUN_DIR, settings.MCSITE_LOG_DIR):
+        reserved = Path(reserved).resolve()
+        if reserved.is_relative_to(resolved) or resolved.is_relative_to(reserved):
+            raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    relative = resolved.relative_to(root).as_posix()
+    others = Server.objects.exclude(pk=exclude_pk).values_list("directory", flat=True)
+    for other in others:
+        if other == relative or relative.startswith(other + "/") or other.startswith(relative + "/"):
+            raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    return relative
+
+
+def check_start_command_allowed(*, actor, new: str, current: str) -> None:
+    """The start command runs on the host as mcsite's own user: only an
+    administrator may choose it. Others keep the default (or what an admin set)."""
+    if new != current and not getattr(actor, "is_superuser", False):
+        raise DomainError(ErrorCode.PERMISSION_DENIED,
+                          "Only an administrator can set the start command: it runs on the host",
+                          details={"start_command": ["Only an administrator can set the start command."]})
 
 
 _EDITABLE = {
@@ -43,12 +65,15 @@ _EDITABLE = {
 }
 
 
-def _apply(server: Server, data: dict) -> None:
+def _apply(server: Server, data: dict, actor) -> None:
     for field, value in data.items():
         if field == "rcon_password":
             server.rcon_password = value
         elif field == "directory":
-            server.directory = resolve_server_directory(value)
+            server.directory = resolve_server_directory(value, exclude_pk=server.pk)
+        elif field == "start_command":
+            check_start_command_allowed(actor=actor, new=value, current=server.start_command)
+            server.start_command = value
         elif field in _EDITABLE:
             setattr(server, field, value)
 
@@ -67,7 +92,7 @@ def _check_name_free(*, owner, name: str, exclude_pk=None) -> None:
 @transaction.atomic
 def server_create(*, owner, data: dict, actor=None, request=None, source: str = "api") -> Server:
     server = Server(owner=owner)
-    _apply(server, data)
+    _apply(server, data, actor or owner)
     _check_name_free(owner=owner, name=server.name)
     server.save()
     audit(actor=actor or owner, action="server.create", obj=server, request=request, source=source)
@@ -76,10 +101,16 @@ def server_create(*, owner, data: dict, actor=None, request=None, source: str = 
 
 @transaction.atomic
 def server_update(*, server: Server, data: dict, actor, request=None, source: str = "api") -> Server:
-    _apply(server, data)
+    _apply(server, data, actor)
     if "name" in data:
         _check_name_free(owner=server.owner, name=server.name, exclude_pk=server.pk)
     server.save()
+    schedule = getattr(server, "backup_schedule", None)
+    if schedule is not None and ({"node", "name"} & set(data)):
+        from backups import scheduling
+
+        schedule.server = server
+        scheduling.sync_periodic_task(schedule)  # the task's queue is the server's node
     audit(
         actor=actor, action="server.update", obj=server, request=request, source=source,
         detail={"fields": sorted(k for k in data if k != "rcon_password") + (["rcon_password"] if "rcon_password" in data else [])},
@@ -91,9 +122,15 @@ def server_delete(*, server: Server, delete_backups: bool, actor, request=None, 
     """Deletes the server, its schedule and periodic task. Its backups are kept
     (listed under the owner, no longer tied to any server) or deleted with
     their files, as the user chose."""
+    from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
     from backups.services import backups_detach_or_delete  # backups builds on servers
 
     with transaction.atomic():
+        Server.objects.select_for_update().filter(pk=server.pk).first()
+        if RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+            raise DomainError(ErrorCode.RESTORE_IN_PROGRESS, "A restore of this server is in progress")
+        if BackupRecord.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+            raise DomainError(ErrorCode.BACKUP_IN_PROGRESS, "A backup of this server is in progress")
         backups_detach_or_delete(server=server, delete_files=delete_backups)
         audit(
             actor=actor, action="server.delete", obj=server, request=request, source=source,

@@ -87,7 +87,7 @@ def _show_error(form, exc: DomainError) -> None:
 @login_required
 def server_create(request):
     if request.method == "POST":
-        form = ServerForm(request.POST)
+        form = ServerForm(request.POST, user=request.user)
         backup_form = AutomatedBackupsForm(request.POST, prefix="backup")
         if form.is_valid() and backup_form.is_valid():
             try:
@@ -107,7 +107,7 @@ def server_create(request):
                 return redirect("server-list")
         status = 400
     else:
-        form = ServerForm()
+        form = ServerForm(user=request.user)
         backup_form = AutomatedBackupsForm(prefix="backup")
         status = 200
     return render(request, "servers/server_form.html", {"form": form, "backup_form": backup_form}, status=status)

@@ -131,3 +131,52 @@ def test_deleting_a_server_can_keep_or_delete_its_backups(alice_api, alice, make
     BackupRecord.objects.create(server=gone, owner=alice, server_name="gone", status="succeeded")
     assert alice_api.delete(f"/api/servers/{gone.pk}?delete_backups=true").status_code == 200
     assert BackupRecord.objects.get(server_name="gone").status == "deleted"
+
+
+def test_only_an_administrator_may_set_the_start_command(alice_api, admin_api, alice, make_server, make_server_dir):
+    make_server_dir("cmd", world=False)
+    body = {"name": "cmd", "directory": "cmd", "start_command": "sh -c 'id > /tmp/pwned'"}
+    response = alice_api.post("/api/servers", body, format="json")
+    assert response.status_code == 403 and response.json()["code"] == "PERMISSION_DENIED"
+    assert not Server.objects.filter(name="cmd").exists()
+    server = make_server(alice, "mine", world=False)
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"start_command": "bash evil.sh"}, format="json")
+    assert response.status_code == 403
+    server.refresh_from_db()
+    assert server.start_command.startswith("java ")
+    unchanged = alice_api.patch(f"/api/servers/{server.pk}", {"start_command": server.start_command}, format="json")
+    assert unchanged.status_code == 200
+    response = admin_api.patch(f"/api/servers/{server.pk}", {"start_command": "java -jar paper.jar nogui"},
+                               format="json")
+    assert response.status_code == 200 and response.json()["data"]["start_command"] == "java -jar paper.jar nogui"
+
+
+def test_unknown_fields_and_a_numeric_node_are_refused(alice_api, alice, make_server):
+    server = make_server(alice, "typed-node", world=False)
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"colour": "red"}, format="json")
+    assert response.status_code == 400 and set(response.json()["details"]) == {"colour"}
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"node": 123}, format="json")
+    assert response.status_code == 400 and set(response.json()["details"]) == {"node"}
+
+
+def test_changing_the_node_moves_the_schedule_to_that_queue(alice_api, alice, make_server):
+    import datetime as dt
+
+    from backups.services import schedules
+
+    server = make_server(alice, "moving", world=False)
+    schedule = schedules.backup_schedule_create(server=server, data={"schedule_type": "daily",
+                                                "schedule_time": dt.time(2)}, actor=alice)
+    assert alice_api.patch(f"/api/servers/{server.pk}", {"node": "host2"}, format="json").status_code == 200
+    schedule.periodic_task.refresh_from_db()
+    assert schedule.periodic_task.queue == "host2"
+
+
+def test_a_server_cannot_be_deleted_while_a_backup_or_restore_is_active(alice_api, alice, make_server):
+    from backups.models import BackupRecord
+
+    server = make_server(alice, "busy", world=False)
+    BackupRecord.objects.create(server=server, owner=alice, server_name="busy", status="running")
+    response = alice_api.delete(f"/api/servers/{server.pk}")
+    assert response.status_code == 409 and response.json()["code"] == "BACKUP_IN_PROGRESS"
+    assert Server.objects.filter(pk=server.pk).exists()

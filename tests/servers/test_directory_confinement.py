@@ -47,13 +47,35 @@ def test_the_root_itself_and_missing_folders_are_refused(alice_api, settings):
 
 def test_absolute_path_inside_and_symlink_inside_are_accepted(alice_api, settings, make_server_dir):
     folder = make_server_dir("real", world=False)
+    other = make_server_dir("other", world=False)
     os.symlink(folder, settings.MCSITE_SERVERS_ROOT / "alias")
-    response = alice_api.post("/api/servers", {"name": "a", "directory": str(folder)}, format="json")
+    response = alice_api.post("/api/servers", {"name": "a", "directory": "alias"}, format="json")
     assert response.status_code == 201
     assert response.json()["data"]["directory"] == "real"
-    response = alice_api.post("/api/servers", {"name": "b", "directory": "alias"}, format="json")
+    response = alice_api.post("/api/servers", {"name": "b", "directory": str(other)}, format="json")
     assert response.status_code == 201
-    assert response.json()["data"]["directory"] == "real"
+    assert response.json()["data"]["directory"] == "other"
+
+
+def test_a_folder_used_by_another_server_is_refused_like_a_missing_one(alice, alice_api, bob_api, make_server,
+                                                                       make_server_dir):
+    make_server(alice, "alice-world")
+    make_server_dir("outer/inner", world=False)
+    Server.objects.create(owner=alice, name="inner", directory="outer/inner")
+    missing = bob_api.post("/api/servers", {"name": "x", "directory": "no-such-folder"}, format="json").json()
+    for directory in ("alice-world", "alice-world/world", "outer", "../servers/alice-world"):
+        response = bob_api.post("/api/servers", {"name": "x", "directory": directory}, format="json")
+        assert response.status_code == 400 and response.json()["code"] == "INVALID_DIRECTORY", directory
+        assert response.json()["error"] == missing["error"]  # taken and missing look the same
+    assert alice_api.post("/api/servers", {"name": "twice", "directory": "alice-world"},
+                          format="json").status_code == 400
+    assert Server.objects.count() == 2
+
+
+def test_mcsites_own_folders_cannot_be_a_server(alice_api, settings):
+    settings.MCSITE_BACKUP_ROOT = settings.MCSITE_SERVERS_ROOT / "backups-inside"
+    settings.MCSITE_BACKUP_ROOT.mkdir()
+    _assert_refused(_create(alice_api, "backups-inside"))
 
 
 def test_update_cannot_move_a_server_outside(alice_api, alice, make_server, tmp_path):
