@@ -1,4 +1,6 @@
 from django import forms
+
+from backups.forms import ScheduleTimeField
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -15,8 +17,7 @@ from mcsite.errors import DomainError
 
 
 class ScheduleAdminForm(forms.ModelForm):
-    schedule_time = forms.TimeField(input_formats=["%H:%M"], widget=forms.TimeInput(format="%H:%M"),
-                                    help_text="HH:MM, 24-hour, in the site's time zone")
+    schedule_time = ScheduleTimeField(help_text="HH:MM, 24-hour, in the site's time zone")
 
     class Meta:
         model = BackupSchedule

@@ -118,6 +118,7 @@ class BackupRecord(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     server_was_running = models.BooleanField(null=True, blank=True)
     server_stopped_by_backup = models.BooleanField(default=False)
+    saves_paused = models.BooleanField(default=False, help_text="save-off was sent; the reaper sends save-on")
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -19,12 +19,35 @@ LONG_TASK = dict(
 )
 
 
-def enqueue_backup(record: BackupRecord) -> None:
-    run_backup.apply_async(kwargs={"backup_id": record.pk}, queue=record.server.node)
+def _send(task, kwargs: dict, queue: str, model, pk: int, code: str, event: str) -> bool:
+    """Sends a task; when the broker refuses, the queued row is ended at once
+    (failed, with the reason) instead of blocking its server for hours."""
+    try:
+        task.apply_async(kwargs=kwargs, queue=queue)
+        return True
+    except Exception as exc:  # noqa: BLE001 — any broker failure means nothing will run it
+        from django.utils import timezone
+
+        from backups import events
+
+        message = f"Could not queue the task: the broker did not accept it ({type(exc).__name__})"
+        model.objects.filter(pk=pk, status="queued").update(status="failed", error_code=code, error_message=message,
+                                                           finished_at=timezone.now(), phase="failed")
+        logger.error("enqueue_failed %s=%s queue=%s error=%s", model.__name__, pk, queue, exc)
+        row = model.objects.select_related("server").get(pk=pk)
+        events.log_event(event, server=row.server, code=code, error=message,
+                         **({"backup_id": pk} if model is BackupRecord else {"restore_id": pk}))
+        return False
 
 
-def enqueue_restore(restore: RestoreRequest) -> None:
-    run_restore.apply_async(kwargs={"restore_id": restore.pk}, queue=restore.server.node)
+def enqueue_backup(record: BackupRecord) -> bool:
+    return _send(run_backup, {"backup_id": record.pk}, record.server.node, BackupRecord, record.pk,
+                 "BACKUP_FAILED", "backup_failed")
+
+
+def enqueue_restore(restore: RestoreRequest) -> bool:
+    return _send(run_restore, {"restore_id": restore.pk}, restore.server.node, RestoreRequest, restore.pk,
+                 "RESTORE_FAILED", "restore_failed")
 
 
 def enqueue_verify(record: BackupRecord) -> None:

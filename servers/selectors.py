@@ -14,7 +14,10 @@ def server_status(*, server: Server) -> dict:
         status = control.status(server.process_spec())
     except Exception as exc:  # noqa: BLE001 — a status read must never break a page
         logger.warning("server_status_failed server=%s error=%s", server.pk, exc)
-        return {"state": "unknown", "running": None, "pid": None, "uptime_seconds": None, "error": str(exc)}
+        from mcsite.paths import scrub_paths
+
+        return {"state": "unknown", "running": None, "pid": None, "uptime_seconds": None,
+                "error": scrub_paths(str(exc))}
     return {
         "state": "running" if status.running else "stopped",
         "running": status.running,

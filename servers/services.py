@@ -8,6 +8,7 @@ from django.db import transaction
 
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
+from mcsite.paths import scrub_paths
 from servers.models import Server
 
 
@@ -173,7 +174,7 @@ def server_start(*, server: Server, actor, request=None, source: str = "api"):
     except control.ServerControlError as exc:
         audit(actor=actor, action="server.start", obj=server, request=request, source=source,
               outcome="failure", detail={"error": str(exc)[:500]})
-        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, str(exc)) from None
+        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, scrub_paths(str(exc))) from None
     Server.objects.filter(pk=server.pk).update(pid=status.pid, pid_create_time=status.create_time)
     server.pid, server.pid_create_time = status.pid, status.create_time
     audit(actor=actor, action="server.start", obj=server, request=request, source=source, detail={"pid": status.pid})
@@ -189,7 +190,7 @@ def server_stop(*, server: Server, actor, request=None, source: str = "api"):
     except control.ServerControlError as exc:
         audit(actor=actor, action="server.stop", obj=server, request=request, source=source,
               outcome="failure", detail={"error": str(exc)[:500]})
-        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, str(exc)) from None
+        raise DomainError(ErrorCode.SERVER_CONTROL_FAILED, scrub_paths(str(exc))) from None
     Server.objects.filter(pk=server.pk).update(pid=None, pid_create_time=None)
     server.pid = server.pid_create_time = None
     audit(actor=actor, action="server.stop", obj=server, request=request, source=source,

@@ -52,7 +52,7 @@ def schedules_for(user):
     # A correlated subquery (index server, status, -created_at) is evaluated for
     # the rows of one page only; a Max() join would aggregate every backup.
     last_ok = (BackupRecord.objects.filter(server=OuterRef("server"), status=BackupRecord.Status.SUCCEEDED)
-               .order_by("-created_at").values("started_at")[:1])
+               .exclude(trigger=BackupRecord.Trigger.SAFETY).order_by("-created_at").values("started_at")[:1])
     return (BackupSchedule.objects.for_user(user).select_related("server")
             .annotate(last_backup_at=Subquery(last_ok))
             .order_by("server__name", "id"))

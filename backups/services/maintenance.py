@@ -46,13 +46,27 @@ def reap_stale_runs(*, now=None) -> dict:
         storage.remove_backup_file(record)
         record.refresh_from_db()
         events.log_event("backup_failed", server=record.server, backup=record, code="WORKER_LOST", error=message)
+        if record.server is not None:  # a lost backup is a failed backup (SPEC §9)
+            alert_open(kind="backup_failed", subject=server_subject(record.server),
+                       title=f"Backup of {record.server.name} failed", body=f"WORKER_LOST: {message}",
+                       recipients_extra=owner_emails(record.server))
         if record.server is not None and record.server_stopped_by_backup:
             if _start_server(record.server, reason=f"backup {record.pk} stopped it and its worker died"):
                 reaped["servers_started"] += 1
             BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False)
+        if record.server is not None and record.saves_paused:
+            _saves_back_on(record.server)
+            BackupRecord.objects.filter(pk=record.pk).update(saves_paused=False)
     for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING, heartbeat_at__lt=cutoff):
         if restore_recover(restore=restore, now=now):
             reaped["restores"] += 1
+    for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.QUEUED,
+                                                 created_at__lt=now - QUEUED_TOO_LONG):
+        if RestoreRequest.objects.filter(pk=restore.pk, status=RestoreRequest.Status.QUEUED).update(
+                status=RestoreRequest.Status.FAILED, error_code=ErrorCode.WORKER_LOST.value, finished_at=now,
+                error_message="The restore was queued but never started; nothing was changed", phase="failed"):
+            reaped["restores"] += 1
+            events.log_event("restore_failed", server=restore.server, restore_id=restore.pk, code="WORKER_LOST")
     _remove_orphaned_partials(older_than=now - stale_cutoff())
     return reaped
 
@@ -74,6 +88,25 @@ def _start_server(server, *, reason: str) -> bool:
     Server.objects.filter(pk=server.pk).update(pid=status.pid, pid_create_time=status.create_time)
     logger.info("server_restarted server_id=%s reason=%s pid=%s", server.pk, reason, status.pid)
     return True
+
+
+def _saves_back_on(server) -> None:
+    """A live backup's worker died between save-off and save-on: turn saving on."""
+    from servers import control
+    from servers.rcon import RconClient, RconError
+
+    spec = server.process_spec()
+    if control.find_process(spec) is None or not spec.rcon_password:
+        return
+    try:
+        with RconClient(spec.rcon_host, spec.rcon_port, spec.rcon_password, timeout=10) as rcon:
+            reply = rcon.command("save-on")
+        logger.info("server_saves_resumed server_id=%s reply=%r", server.pk, reply.strip())
+    except RconError as exc:
+        logger.error("server_save_on_failed server_id=%s error=%s", server.pk, exc)
+        alert_open(kind="saves_paused", subject=server_subject(server), title=f"World saving is off on {server.name}",
+                   body=f"A live backup stopped before it could send save-on, and save-on failed: {exc}",
+                   recipients_extra=owner_emails(server))
 
 
 def _remove_orphaned_partials(*, older_than) -> int:

@@ -143,6 +143,10 @@ def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_o
         from backups import tasks
 
         transaction.on_commit(lambda: tasks.enqueue_restore(restore))
+        if not transaction.get_connection().in_atomic_block:  # it ran already: say if it failed
+            restore.refresh_from_db()
+            if restore.status == RestoreRequest.Status.FAILED:
+                raise DomainError(ErrorCode.INTERNAL_ERROR, restore.error_message)
     return restore
 
 
@@ -199,9 +203,11 @@ class _Run:
             raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
         _require_intact(backup, self.server)
         spec = self.server.process_spec()
-        outcome = control.stop(spec, self._log)
-        self.was_running = outcome.was_running
+        # Intent first, so a worker that dies while stopping still gets the server started again.
+        self.was_running = control.find_process(spec) is not None
         RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
+        outcome = control.stop(spec, self._log)
+        self.was_running = self.was_running or outcome.was_running
         self.step("stopped", was_running=self.was_running)
 
         if self.restore.kind == RestoreRequest.Kind.RESTORE and self.target.exists():
@@ -225,8 +231,12 @@ class _Run:
             status = control.start(self.server.process_spec(), self._log)
             Server.objects.filter(pk=self.server.pk).update(pid=status.pid, pid_create_time=status.create_time)
             self.step("started", pid=status.pid)
-        if self.previous is not None:
-            shutil.rmtree(self.previous, ignore_errors=True)
+        # From here on the restored folder is the server's: a crash while the
+        # old folder is removed must not bring the old one back half-deleted.
+        self.step("committed")
+        previous, self.previous = self.previous, None
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
         self._succeed()
 
     def _safety_backup(self) -> BackupRecord:
@@ -241,21 +251,27 @@ class _Run:
             key_fingerprint=spec.fingerprint if spec else "", locked=True, phase="archiving",
         )
         started = time.monotonic()
+        dest = storage.server_backup_dir(self.server.pk) / (
+            f"server_backup_{timezone.now():%Y%m%d_%H%M%S}_pre_restore_{self.restore.pk}"
+            f"{engine.backup_suffix(compression, spec is not None)}")
+        # Named before it is written, so whoever ends this record can remove its file.
+        BackupRecord.objects.filter(pk=record.pk).update(filename=dest.name, storage_path=storage.relative_path(dest))
         try:
-            dest = storage.server_backup_dir(self.server.pk) / (
-                f"server_backup_{timezone.now():%Y%m%d_%H%M%S}_pre_restore_{self.restore.pk}"
-                f"{engine.backup_suffix(compression, spec is not None)}")
-            result = engine.create_archive(self.target, dest, compression=compression, encryption=spec,
-                                           progress=_progress_writer(BackupRecord, record.pk, self.observer))
-            report = engine.verify_backup(dest, expected_sha256=result.sha256,
-                                          keyring=config_service.decryption_keyring(config), check_world=True)
+            with _heartbeat(BackupRecord, record.pk):
+                result = engine.create_archive(self.target, dest, compression=compression, encryption=spec,
+                                               progress=_progress_writer(BackupRecord, record.pk, self.observer))
+                report = engine.verify_backup(dest, expected_sha256=result.sha256,
+                                              keyring=config_service.decryption_keyring(config), check_world=True)
+            if not report.to_dict()["methods"].get("archive_integrity", {}).get("ok"):
+                raise DomainError(ErrorCode.BACKUP_CORRUPTED,
+                                  "The safety backup could not be verified; nothing was changed")
         except BaseException as exc:
             code, message = _error_of(exc)
+            storage.remove_backup_file(BackupRecord(storage_path=storage.relative_path(dest)))
             BackupRecord.objects.filter(pk=record.pk).update(
-                status=BackupRecord.Status.FAILED, error_code=code, error_message=message, finished_at=timezone.now())
+                status=BackupRecord.Status.FAILED, error_code=code, error_message=message, finished_at=timezone.now(),
+                locked=False, phase="failed")
             raise
-        if not report.ok and not report.to_dict()["methods"].get("archive_integrity", {}).get("ok"):
-            raise DomainError(ErrorCode.BACKUP_CORRUPTED, "The safety backup could not be verified; nothing was changed")
         now = timezone.now()
         BackupRecord.objects.filter(pk=record.pk).update(
             status=BackupRecord.Status.SUCCEEDED, filename=dest.name, storage_path=storage.relative_path(dest),
@@ -365,8 +381,11 @@ def restore_recover(*, restore: RestoreRequest, now=None) -> bool:
             run.previous = parent / entry["previous"]
         if entry.get("step") == "extracted":
             run.staging = parent / entry["staging"]
-    if any(e.get("step") == "started" for e in restore.steps):
-        run.previous = None  # the restore had finished apart from the bookkeeping
+    if any(e.get("step") == "committed" for e in restore.steps):
+        # The restored folder was in place and checked: keep it, drop the old one.
+        if run.previous is not None:
+            shutil.rmtree(run.previous, ignore_errors=True)
+        run.previous = None
     run._undo()
     events.log_event("restore_failed", server=restore.server, backup=restore.backup, restore_id=restore.pk,
                      code="WORKER_LOST")

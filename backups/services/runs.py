@@ -22,6 +22,7 @@ from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, Restor
 from backups.services import config as config_service
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
+from mcsite.paths import scrub_paths
 from servers.models import Server
 
 logger = logging.getLogger("mcsite.backups")
@@ -66,6 +67,10 @@ def backup_trigger(*, server: Server, trigger: str = BackupRecord.Trigger.MANUAL
         from backups import tasks
 
         transaction.on_commit(lambda: tasks.enqueue_backup(record))
+        if not transaction.get_connection().in_atomic_block:  # it ran already: say if it failed
+            record.refresh_from_db()
+            if record.status == BackupRecord.Status.FAILED:
+                raise DomainError(ErrorCode.INTERNAL_ERROR, record.error_message)
     return record
 
 
@@ -162,6 +167,11 @@ def _run(record: BackupRecord, server: Server, observer=None) -> None:
     started = time.monotonic()
 
     live = server.backup_mode == Server.BackupMode.LIVE
+    # Intent first: if this worker dies while stopping or pausing, the reaper
+    # must know to start the server again or to turn saving back on.
+    running = control.find_process(process_spec) is not None
+    BackupRecord.objects.filter(pk=record.pk).update(
+        server_was_running=running, server_stopped_by_backup=running and not live, saves_paused=running and live)
     _set_phase(record, "pausing_saves" if live else "stopping", observer)
     if live:
         guard = control.live_save_paused(process_spec, _server_log(server, record))
@@ -169,19 +179,15 @@ def _run(record: BackupRecord, server: Server, observer=None) -> None:
         guard = control.stopped_for_backup(
             process_spec, _server_log(server, record), on_started=lambda status: _remember_pid(server, status)
         )
-    with guard as state:
+    with guard:
         # Remembered so the reaper can start the server again if this worker dies.
-        BackupRecord.objects.filter(pk=record.pk).update(
-            server_was_running=state.was_running, server_stopped_by_backup=not live and state.was_running,
-            phase="archiving",
-        )
+        BackupRecord.objects.filter(pk=record.pk).update(phase="archiving")
         _notify(observer, phase="archiving")
         result = engine.create_archive(
             server.path, dest, compression=record.compression, encryption=spec,
             exclude=server.exclude_patterns or (), progress=progress,
         )
-    if server.backup_mode == Server.BackupMode.STOP:
-        BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False)
+    BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False, saves_paused=False)
 
     _set_phase(record, "verifying", observer)
     report = engine.verify_backup(
@@ -224,7 +230,12 @@ def _finish(record, server, result, report, *, duration: float) -> None:
                       error_message="The backup failed verification right after it was written")
     else:
         fields.update(status=BackupRecord.Status.SUCCEEDED)
-    BackupRecord.objects.filter(pk=record.pk).update(**fields)
+    if not BackupRecord.objects.filter(pk=record.pk, status=BackupRecord.Status.RUNNING).update(**fields):
+        # The reaper ended this run meanwhile (it thought the worker was gone):
+        # its verdict stands, and the file it may have removed is not listed.
+        logger.warning("backup_finish_ignored backup_id=%s (no longer running)", record.pk)
+        record.refresh_from_db()
+        return
     record.refresh_from_db()
     _report_outcome(record, server, report)
 
@@ -293,19 +304,19 @@ def _error_of(exc: BaseException) -> tuple[str, str]:
     from servers.control import ServerControlError
 
     if isinstance(exc, DomainError):
-        return exc.code.value, exc.message
+        return exc.code.value, scrub_paths(exc.message)
     if isinstance(exc, EngineError):
-        return exc.code, exc.message
+        return exc.code, scrub_paths(exc.message)
     if isinstance(exc, ServerControlError):
-        return ErrorCode.SERVER_CONTROL_FAILED.value, str(exc)
+        return ErrorCode.SERVER_CONTROL_FAILED.value, scrub_paths(str(exc))
     if isinstance(exc, PermissionError):
-        return ErrorCode.PERMISSION_DENIED.value, f"Permission denied: {exc.filename or exc}"
+        return ErrorCode.PERMISSION_DENIED.value, scrub_paths(f"Permission denied: {exc.filename or exc}")
     if isinstance(exc, OSError) and exc.errno == 28:
         return ErrorCode.INSUFFICIENT_DISK_SPACE.value, "Insufficient disk space"
     name = type(exc).__name__
     if name == "SoftTimeLimitExceeded":
         return ErrorCode.TIMEOUT.value, "The backup took longer than the time limit and was stopped"
-    return ErrorCode.INTERNAL_ERROR.value, f"Unexpected error: {name}: {exc}"
+    return ErrorCode.INTERNAL_ERROR.value, scrub_paths(f"Unexpected error: {name}: {exc}")
 
 
 # --- helpers ------------------------------------------------------------------
@@ -314,6 +325,9 @@ def verification_dict(report) -> dict:
     """The report as stored and shown: per-method results, never a filesystem path."""
     data = report.to_dict()
     data.pop("path", None)
+    for method in data.get("methods", {}).values():
+        for key in ("errors", "warnings"):
+            method[key] = [scrub_paths(str(item)) for item in method.get(key, [])]
     return data
 
 
@@ -362,7 +376,11 @@ def _heartbeat(model, pk: int):
 
         try:
             while not stop.wait(HEARTBEAT_SECONDS):
-                model.objects.filter(pk=pk, status__in=ACTIVE_STATUSES).update(heartbeat_at=timezone.now())
+                try:
+                    model.objects.filter(pk=pk, status__in=ACTIVE_STATUSES).update(heartbeat_at=timezone.now())
+                except Exception as exc:  # noqa: BLE001 — a busy database must not silence the heartbeat
+                    logger.warning("heartbeat_failed %s=%s error=%s", model.__name__, pk, exc)
+                    connection.close()
         finally:
             connection.close()
 

@@ -1,0 +1,76 @@
+"""What happens when parts fail: a broker that refuses, a safety backup that
+cannot be written, a queued restore nobody runs, an absolute path in an
+error — each ends cleanly, tells the user, and never blocks the server."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from backups import storage
+from backups.models import BackupRecord, RestoreRequest
+from backups.services import restores
+from backups.services.maintenance import QUEUED_TOO_LONG, reap_stale_runs
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: on_commit runs as in a request
+def test_a_refusing_broker_fails_the_trigger_clearly_and_frees_the_server(alice_api, alice, make_server, monkeypatch):
+    from backups import tasks
+
+    server = make_server(alice, world=False)
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(tasks.run_backup, "apply_async", refuse)
+    response = alice_api.post(f"/api/backups/{server.pk}/trigger")
+    assert response.status_code == 500 and "broker" in response.json()["error"]
+    record = BackupRecord.objects.get()
+    assert record.status == "failed" and record.error_code == "BACKUP_FAILED"
+    monkeypatch.setattr(tasks.run_backup, "apply_async", lambda *a, **k: None)
+    assert alice_api.post(f"/api/backups/{server.pk}/trigger").status_code == 202  # not blocked
+
+
+def test_a_safety_backup_that_fails_leaves_no_running_record_nor_file(alice, make_server, take_backup, monkeypatch):
+    server = make_server(alice)
+    record = take_backup(server)
+    real_create = restores.engine.create_archive
+
+    def create_then_fail(source, dest, **kwargs):
+        real_create(source, dest, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(restores.engine, "create_archive", create_then_fail)
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
+    restores.restore_run(restore_id=restore.pk)
+    restore.refresh_from_db()
+    assert restore.status == "failed" and restore.error_code == "INSUFFICIENT_DISK_SPACE"
+    safety = BackupRecord.objects.get(trigger="safety")
+    assert safety.status == "failed" and not safety.locked
+    assert not storage.file_present(safety)
+    assert not BackupRecord.objects.filter(status__in=["queued", "running"]).exists()
+    assert (server.path / "world" / "level.dat").exists()
+
+
+def test_the_reaper_ends_a_queued_restore_nobody_runs(alice, make_server, take_backup, alice_api):
+    server = make_server(alice)
+    record = take_backup(server)
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
+    RestoreRequest.objects.filter(pk=restore.pk).update(created_at=timezone.now() - QUEUED_TOO_LONG - dt.timedelta(1))
+    assert reap_stale_runs()["restores"] == 1
+    restore.refresh_from_db()
+    assert restore.status == "failed" and restore.error_code == "WORKER_LOST"
+    assert alice_api.post(f"/api/backups/{server.pk}/trigger").status_code == 202
+
+
+def test_error_messages_carry_no_filesystem_path(alice, alice_api, admin_user, make_server, settings):
+    server = make_server(alice, world=False)
+    server.start_command = "false"  # exits at once: the error quotes the console log
+    server.save()
+    response = alice_api.post(f"/api/servers/{server.pk}/start")
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "exited at once" in body
+    assert str(settings.MCSITE_SERVERS_ROOT) not in body and "/tmp" not in body
