@@ -115,3 +115,35 @@ def check_dead_man() -> list:
     return dead_man_check()
 
 
+
+
+@shared_task(ignore_result=True)
+def start_server_after_lost_run(server_id: int, reason: str) -> None:
+    """Sent by the reaper to the server's node: start it where it lives."""
+    from backups.services.maintenance import start_server
+    from servers.models import Server
+
+    server = Server.objects.filter(pk=server_id).first()
+    if server is not None:
+        start_server(server, reason=reason)
+
+
+@shared_task(ignore_result=True)
+def resume_saves(server_id: int) -> None:
+    from backups.services.maintenance import saves_back_on
+    from servers.models import Server
+
+    server = Server.objects.filter(pk=server_id).first()
+    if server is not None:
+        saves_back_on(server)
+
+
+@shared_task(ignore_result=True)
+def sweep_partial_files() -> int:
+    """Removes half-written files of dead runs on this node's own disk."""
+    from django.utils import timezone
+
+    from backups.services.maintenance import remove_orphaned_partials
+    from backups.services.runs import stale_cutoff
+
+    return remove_orphaned_partials(older_than=timezone.now() - stale_cutoff())

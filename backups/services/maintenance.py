@@ -51,11 +51,12 @@ def reap_stale_runs(*, now=None) -> dict:
                        title=f"Backup of {record.server.name} failed", body=f"WORKER_LOST: {message}",
                        recipients_extra=owner_emails(record.server))
         if record.server is not None and record.server_stopped_by_backup:
-            if _start_server(record.server, reason=f"backup {record.pk} stopped it and its worker died"):
+            if on_node(record.server, "start_server_after_lost_run",
+                       reason=f"backup {record.pk} stopped it and its worker died"):
                 reaped["servers_started"] += 1
             BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False)
         if record.server is not None and record.saves_paused:
-            _saves_back_on(record.server)
+            on_node(record.server, "resume_saves")
             BackupRecord.objects.filter(pk=record.pk).update(saves_paused=False)
     for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING, heartbeat_at__lt=cutoff):
         if restore_recover(restore=restore, now=now):
@@ -67,11 +68,32 @@ def reap_stale_runs(*, now=None) -> dict:
                 error_message="The restore was queued but never started; nothing was changed", phase="failed"):
             reaped["restores"] += 1
             events.log_event("restore_failed", server=restore.server, restore_id=restore.pk, code="WORKER_LOST")
-    _remove_orphaned_partials(older_than=now - stale_cutoff())
+    remove_orphaned_partials(older_than=now - stale_cutoff())
+    from django.conf import settings
+
+    from backups import tasks
+    from servers.models import Server
+
+    for node in set(Server.objects.values_list("node", flat=True)) - {settings.MCSITE_NODE}:
+        tasks.sweep_partial_files.apply_async(queue=node)  # each host cleans its own disk
     return reaped
 
 
-def _start_server(server, *, reason: str) -> bool:
+def on_node(server, action: str, **kwargs) -> bool:
+    """Runs a server-side action where the server lives: here when this
+    process serves the server's node, else as a task on that node's queue
+    (its folder and process are on that host, not on the reaper's)."""
+    from django.conf import settings
+
+    if server.node == settings.MCSITE_NODE:
+        return bool(_LOCAL_ACTIONS[action](server, **kwargs))
+    from backups import tasks
+
+    getattr(tasks, action).apply_async(kwargs={"server_id": server.pk, **kwargs}, queue=server.node)
+    return False
+
+
+def start_server(server, *, reason: str) -> bool:
     from servers import control
     from servers.models import Server
 
@@ -90,7 +112,7 @@ def _start_server(server, *, reason: str) -> bool:
     return True
 
 
-def _saves_back_on(server) -> None:
+def saves_back_on(server) -> None:
     """A live backup's worker died between save-off and save-on: turn saving on."""
     from servers import control
     from servers.rcon import RconClient, RconError
@@ -109,7 +131,7 @@ def _saves_back_on(server) -> None:
                    recipients_extra=owner_emails(server))
 
 
-def _remove_orphaned_partials(*, older_than) -> int:
+def remove_orphaned_partials(*, older_than) -> int:
     removed = 0
     root = storage.backup_root()
     limit = older_than.timestamp()
@@ -178,3 +200,6 @@ def _succeeded():
     from django.db.models import Q
 
     return Q(server__backups__status=BackupRecord.Status.SUCCEEDED)
+
+
+_LOCAL_ACTIONS = {"start_server_after_lost_run": start_server, "resume_saves": saves_back_on}
