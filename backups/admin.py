@@ -71,7 +71,7 @@ class BackupRecordAdmin(OwnerScopedAdmin):
                    ("server", admin.RelatedOnlyFieldListFilter))
     search_fields = ("filename", "server_name", "sha256")
     date_hierarchy = "created_at"
-    actions = ["restore_selected", "verify_selected", "lock_selected", "unlock_selected"]
+    actions = ["restore_selected", "verify_selected", "lock_selected", "unlock_selected", "delete_selected_files"]
     exclude = ("storage_path",)
     list_select_related = ("server",)
 
@@ -155,6 +155,17 @@ class BackupRecordAdmin(OwnerScopedAdmin):
                 actions.backup_lock(record=record, locked=locked, actor=request.user, request=request, source="admin")
             except DomainError as exc:
                 self.message_user(request, f"{record}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Delete backup files (records stay in history)")
+    def delete_selected_files(self, request, queryset):
+        deleted = 0
+        for record in queryset:
+            try:
+                actions.backup_delete(record=record, actor=request.user, request=request, source="admin")
+                deleted += 1
+            except DomainError as exc:
+                self.message_user(request, f"{record}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"{deleted} backup file(s) deleted.")
 
     @admin.action(description="Lock (never delete by retention)")
     def lock_selected(self, request, queryset):
