@@ -1,11 +1,11 @@
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from mcsite.api.fields import StrictCharField, StrictIntegerField
+from mcsite.api.fields import RejectUnknownFieldsMixin, StrictCharField, StrictIntegerField
 from servers.models import Server
 
 
-class ServerInputSerializer(serializers.Serializer):
+class ServerInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     name = StrictCharField(max_length=100)
     directory = StrictCharField(max_length=500, help_text="A folder inside the servers root, absolute or relative")
     start_command = StrictCharField(max_length=500, required=False)
@@ -21,12 +21,6 @@ class ServerInputSerializer(serializers.Serializer):
     node = StrictCharField(max_length=64, required=False, validators=[RegexValidator(
         r"^[A-Za-z0-9_.@-]{1,64}$", "Letters, digits and _ . @ - only (a Celery queue name).")])
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
     def validate_start_command(self, value):
         if not value.strip():

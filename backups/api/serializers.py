@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from backups import scheduling
 from backups.models import BackupRecord, BackupSchedule, Compression, RestoreRequest
-from mcsite.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
 
 HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
@@ -28,7 +28,7 @@ class ScheduleTimeField(StrictCharField):
         return value.strftime("%H:%M")
 
 
-class ScheduleInputSerializer(serializers.Serializer):
+class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     server_id = StrictIntegerField(min_value=1, required=False)
     schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices, required=False)
     schedule_time = ScheduleTimeField(required=False)
@@ -38,12 +38,6 @@ class ScheduleInputSerializer(serializers.Serializer):
                                           help_text="null: the site default")
     encrypt = StrictBooleanField(required=False, allow_null=True, help_text="null: the site default")
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
     def validate_compression(self, value):
         return value or ""

@@ -21,7 +21,14 @@ from backups.alerts import alert_open, owner_emails, server_subject
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 from backups.services import config as config_service
-from backups.services.runs import _error_of, _heartbeat, _notify, _progress_writer, verification_dict
+from backups.services.runs import (
+    _error_of,
+    _heartbeat,
+    _notify,
+    _progress_writer,
+    enqueue_after_commit,
+    verification_dict,
+)
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from servers.models import Server
@@ -142,11 +149,7 @@ def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_o
     if enqueue:
         from backups import tasks
 
-        transaction.on_commit(lambda: tasks.enqueue_restore(restore))
-        if not transaction.get_connection().in_atomic_block:  # it ran already: say if it failed
-            restore.refresh_from_db()
-            if restore.status == RestoreRequest.Status.FAILED:
-                raise DomainError(ErrorCode.INTERNAL_ERROR, restore.error_message)
+        enqueue_after_commit(restore, tasks.enqueue_restore)
     return restore
 
 

@@ -66,12 +66,19 @@ def backup_trigger(*, server: Server, trigger: str = BackupRecord.Trigger.MANUAL
     if enqueue:
         from backups import tasks
 
-        transaction.on_commit(lambda: tasks.enqueue_backup(record))
-        if not transaction.get_connection().in_atomic_block:  # it ran already: say if it failed
-            record.refresh_from_db()
-            if record.status == BackupRecord.Status.FAILED:
-                raise DomainError(ErrorCode.INTERNAL_ERROR, record.error_message)
+        enqueue_after_commit(record, tasks.enqueue_backup)
     return record
+
+
+def enqueue_after_commit(row, send) -> None:
+    """Sends the row's task once its transaction commits (a worker must find
+    the row). Outside a transaction that is now: if the broker refused, the
+    row was ended as failed, and the caller hears why."""
+    transaction.on_commit(lambda: send(row))
+    if not transaction.get_connection().in_atomic_block:
+        row.refresh_from_db()
+        if row.status == "failed":
+            raise DomainError(ErrorCode.INTERNAL_ERROR, row.error_message)
 
 
 def backup_precheck(*, server: Server, needed_bytes: int | None = None) -> int:
