@@ -27,6 +27,10 @@ class ServerForm(forms.ModelForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        from django.conf import settings
+
+        self.fields["directory"].help_text = (
+            f"The server's folder inside the servers root ({settings.MCSITE_SERVERS_ROOT}), e.g. survival")
         if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
             del self.fields["start_command"]
 
