@@ -26,15 +26,24 @@ def _owners_group(transactional_db):
 
 
 @pytest.fixture
-def browser():
+def browser(live_server):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip(f"{CHROMIUM} is not installed (CI installs it; apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        try:
+            yield chromium
+        finally:
+            # Playwright runs an event loop in this thread, so the test's ORM
+            # calls got a database connection of their own (asgiref keys
+            # connections by context): close it here, in that same context,
+            # or it outlives the test database.
+            from django.db import connections
+
+            connections.close_all()
+            chromium.close()
 
 
 @pytest.fixture
