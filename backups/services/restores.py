@@ -59,13 +59,10 @@ def restore_preview(*, server: Server, backup_filename) -> dict:
     from servers import control
 
     record = restorable_backup(server=server, backup_filename=backup_filename)
-    path = storage.absolute_path(record.storage_path)
-    try:
-        info = engine.inspect_archive(path, keyring=config_service.decryption_keyring())
-    except EngineError as exc:
-        raise _domain(exc) from None
+    _require_key(record)
+    contents = _contents(record)
     running = control.status(server.process_spec()).running
-    needed = int(getattr(info, "total_bytes", 0) or 0)
+    needed = contents["total_bytes"]
     free = shutil.disk_usage(server.path.parent).free
     warnings = []
     if running:
@@ -82,21 +79,44 @@ def restore_preview(*, server: Server, backup_filename) -> dict:
         warnings.append(f"This backup failed verification (quality {record.quality_score}, {record.quality_level}).")
     if needed + 64 * 2**20 > free:
         warnings.append(f"Not enough free space: about {needed // 2**20} MiB needed, {free // 2**20} MiB free.")
-    if getattr(info, "world_name", None) in (None, ""):
+    if not contents["world_name"]:
         warnings.append("No Minecraft world (level.dat) was found in this backup.")
     return {
         "backup": record,
-        "contents": {
-            "file_count": info.file_count,
-            "total_bytes": needed,
-            "world_name": info.world_name or None,
-            "minecraft_version": info.minecraft_version or None,
-            "worlds": list(getattr(info, "worlds", []) or []),
-        },
+        "contents": contents,
         "space": {"needed_bytes": needed, "free_bytes": free},
         "server_running": running,
         "warnings": warnings,
     }
+
+
+def _contents(record: BackupRecord) -> dict:
+    """What the backup holds. Verification read the archived copy (level.dat
+    included) and recorded it; only a backup without that record is read
+    again now — a preview should not decompress a whole world each time."""
+    worlds = (record.verification or {}).get("worlds")
+    if record.file_count is not None and worlds is not None and record.source_bytes is not None:
+        return {"file_count": record.file_count, "total_bytes": record.source_bytes,
+                "world_name": record.world_name or None, "minecraft_version": record.minecraft_version or None,
+                "worlds": worlds}
+    try:
+        info = engine.inspect_archive(storage.absolute_path(record.storage_path),
+                                      keyring=config_service.decryption_keyring())
+    except EngineError as exc:
+        raise _domain(exc) from None
+    return {"file_count": info.file_count, "total_bytes": int(info.total_bytes or 0),
+            "world_name": info.world_name or None, "minecraft_version": info.minecraft_version or None,
+            "worlds": list(info.worlds or [])}
+
+
+def _require_key(record: BackupRecord) -> None:
+    """An encrypted backup whose key or password is no longer configured
+    cannot be restored: say so before anything is stopped."""
+    if record.encrypted and record.key_fingerprint:
+        known = {spec.fingerprint for spec in config_service.decryption_keyring().specs}
+        if record.key_fingerprint not in known:
+            raise DomainError(ErrorCode.DECRYPTION_FAILED,
+                              "This backup was encrypted with a key or password that is no longer configured")
 
 
 def restore_request(*, server: Server, backup_filename, actor, request=None, source: str = "api",
@@ -104,6 +124,7 @@ def restore_request(*, server: Server, backup_filename, actor, request=None, sou
     """Confirms a restore: refuses a corrupt backup before touching anything,
     claims the server (one backup or restore at a time) and queues the run."""
     record = restorable_backup(server=server, backup_filename=backup_filename)
+    _require_key(record)
     _require_intact(record, server)
     return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.RESTORE, actor=actor,
                             request=request, source=source, enqueue=enqueue)

@@ -229,7 +229,7 @@ def _finish(record, server, result, report, *, duration: float) -> None:
         world_name=report.world_name or "", minecraft_version=report.minecraft_version or "",
         finished_at=now, duration_seconds=round(duration, 3), verification=verification, verified_at=now,
         verification_passed=report.ok, quality_score=report.quality_score, quality_level=report.quality_level,
-        phase="done", progress_bytes=result.total_bytes, heartbeat_at=now,
+        phase="done", progress_bytes=result.total_bytes, source_bytes=result.total_bytes, heartbeat_at=now,
         warnings=_archive_warnings(result),
     )
     if corrupted:

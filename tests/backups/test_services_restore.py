@@ -134,3 +134,35 @@ def test_a_backup_with_a_flipped_byte_is_refused_and_nothing_changes(alice, make
     assert tree(server.path) == before
     assert not RestoreRequest.objects.exists()
     assert BackupRecord.objects.filter(trigger="safety").count() == 0
+
+
+def test_preview_uses_what_verification_read_and_falls_back_to_the_archive(alice, make_server, take_backup,
+                                                                           monkeypatch):
+    server = make_server(alice)
+    record = take_backup(server)
+    calls = []
+    real = restores.engine.inspect_archive
+    monkeypatch.setattr(restores.engine, "inspect_archive", lambda *a, **k: calls.append(1) or real(*a, **k))
+    preview = restores.restore_preview(server=server, backup_filename=record.filename)
+    assert calls == [] and preview["contents"]["minecraft_version"] == "1.14.4"
+    BackupRecord.objects.filter(pk=record.pk).update(verification={}, file_count=None)
+    again = restores.restore_preview(server=server, backup_filename=record.filename)
+    assert calls == [1]
+    assert again["contents"]["file_count"] == preview["contents"]["file_count"]
+    assert again["contents"]["world_name"] == preview["contents"]["world_name"]
+
+
+def test_a_backup_whose_key_is_gone_is_refused_before_anything_stops(alice, make_server, take_backup):
+    from backups import engine
+    from backups.models import BackupSettings
+    from backups.scheduler import backup_scheduler
+
+    server = make_server(alice)
+    backup_scheduler.configure_encryption(True, key=engine.generate_key())
+    record = take_backup(server)
+    BackupSettings.objects.update(encryption_secret_sealed="", keyring=[], encryption_enabled=False)
+    for call in (restores.restore_preview, lambda **kw: restores.restore_request(actor=alice, enqueue=False, **kw)):
+        with pytest.raises(DomainError) as excinfo:
+            call(server=server, backup_filename=record.filename)
+        assert excinfo.value.code == "DECRYPTION_FAILED"
+    assert not RestoreRequest.objects.exists()
