@@ -6,6 +6,10 @@ S = r"(?P<server_id>[0-9]+)"
 
 urlpatterns = [
     re_path(r"^schedules/?$", views.ScheduleListView.as_view(), name="api-schedules"),
+    re_path(r"^detached/?$", views.DetachedListView.as_view(), name="api-detached"),
+    re_path(r"^detached/(?P<backup_id>[0-9]+)/?$", views.DetachedDetailView.as_view(), name="api-detached-backup"),
+    re_path(r"^detached/(?P<backup_id>[0-9]+)/download/?$", views.DetachedDownloadView.as_view(),
+            name="api-detached-download"),
     re_path(rf"^schedules/{S}/?$", views.ScheduleDetailView.as_view(), name="api-schedule"),
     re_path(rf"^{S}/trigger/?$", views.TriggerView.as_view(), name="api-backup-trigger"),
     re_path(rf"^{S}/history/?$", views.HistoryView.as_view(), name="api-backup-history"),

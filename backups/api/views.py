@@ -258,14 +258,17 @@ class BackupDownloadView(BackupDetailView):
     @extend_schema(summary="Download the backup file (streamed)",
                    responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file")})
     def get(self, request, server_id, backup_id):
-        from mcsite.audit import audit
+        return _download(request, self.record())
 
-        record = self.record()
-        if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
-            raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
-        audit(actor=request.user, action="backup.download", obj=record, request=request)
-        return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
-                            filename=record.filename, content_type="application/octet-stream")
+
+def _download(request, record: BackupRecord):
+    from mcsite.audit import audit
+
+    if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+    audit(actor=request.user, action="backup.download", obj=record, request=request)
+    return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
+                        filename=record.filename, content_type="application/octet-stream")
 
 
 # --- restores ------------------------------------------------------------------------
@@ -336,3 +339,47 @@ class RollbackView(RestoreDetailView):
     def post(self, request, server_id, restore_id):
         rollback = restores.restore_rollback(restore=self.restore(), actor=request.user, request=request)
         return respond(s.RestoreOutputSerializer(rollback).data, message="Rollback started", status_code=202)
+
+
+# --- backups kept after their server was deleted --------------------------------
+
+class DetachedListView(GenericAPIView):
+    serializer_class = s.BackupOutputSerializer
+
+    @extend_schema(summary="Your backups whose server was deleted (kept at deletion), newest first",
+                   responses={200: s.BackupOutputSerializer(many=True)})
+    def get(self, request):
+        records = (BackupRecord.objects.for_user(request.user).filter(server__isnull=True)
+                   .exclude(status=BackupRecord.Status.DELETED).order_by("-created_at", "-id"))
+        page = self.paginate_queryset(records)
+        return self.get_paginated_response(s.BackupOutputSerializer(page, many=True).data)
+
+
+class DetachedDetailView(GenericAPIView):
+    serializer_class = s.BackupOutputSerializer
+
+    def record(self) -> BackupRecord:
+        record = (BackupRecord.objects.for_user(self.request.user)
+                  .filter(server__isnull=True, pk=self.kwargs["backup_id"]).first())
+        if record is None:
+            raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
+        return record
+
+    @extend_schema(summary="One backup of a deleted server", responses={200: s.BackupOutputSerializer})
+    def get(self, request, backup_id):
+        return respond(s.BackupOutputSerializer(self.record()).data)
+
+    @extend_schema(summary="Delete a backup of a deleted server (file removed, record kept)",
+                   responses={200: s.BackupOutputSerializer, **envelope_errors(403, 409)})
+    def delete(self, request, backup_id):
+        record = actions.backup_delete(record=self.record(), actor=request.user, request=request)
+        return respond(s.BackupOutputSerializer(record).data, message="Backup deleted")
+
+
+class DetachedDownloadView(DetachedDetailView):
+    http_method_names = ["get", "head", "options"]
+
+    @extend_schema(summary="Download a backup of a deleted server (streamed)",
+                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file")})
+    def get(self, request, backup_id):
+        return _download(request, self.record())
