@@ -74,7 +74,11 @@ def api_exception_handler(exc, context):
         )
         return Response(error_body(ErrorCode.AUTHENTICATION_REQUIRED, message), status=401, headers=headers)
     if isinstance(exc, exceptions.PermissionDenied):
-        return Response(error_body(ErrorCode.PERMISSION_DENIED, "Permission denied"), status=403)
+        message = "Permission denied"
+        if str(exc.detail).startswith("CSRF Failed"):
+            message = ("CSRF check failed: with session authentication send the X-CSRFToken header "
+                       "(from the csrftoken cookie), or use an API token")
+        return Response(error_body(ErrorCode.PERMISSION_DENIED, message), status=403)
     if isinstance(exc, exceptions.NotFound):
         return Response(error_body(ErrorCode.NOT_FOUND, "Not found"), status=404)
     if isinstance(exc, exceptions.MethodNotAllowed):

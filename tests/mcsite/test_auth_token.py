@@ -34,3 +34,15 @@ def test_it_rejects_a_missing_password_with_details(anon_api):
 def test_session_authentication_works_with_csrf(client, alice):
     client.force_login(alice)
     assert client.get("/api/servers").status_code == 200
+
+
+@pytest.mark.django_db
+def test_session_writes_without_csrf_get_a_clear_message(alice, make_server_dir):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    make_server_dir("csrf", world=False)
+    response = client.post("/api/servers", {"name": "csrf", "directory": "csrf"}, content_type="application/json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "PERMISSION_DENIED" and "X-CSRFToken" in response.json()["error"]
