@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mcsite.models import AuditEvent
+from mcsite.models import ApiToken, AuditEvent
 
 
 @admin.register(AuditEvent)
@@ -26,4 +26,26 @@ class AuditEventAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_superuser
 
     def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: only their prefix is known; deleting one revokes it."""
+
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at")
+    search_fields = ("prefix", "user__username", "name")
+    readonly_fields = ("user", "prefix", "name", "created_at", "last_used_at")
+    exclude = ("key_hash",)
+
+    def has_add_permission(self, request):
+        return False  # issued by POST /api/auth/token, shown once
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser

@@ -28,3 +28,43 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.outcome}"
+
+
+class ApiToken(models.Model):
+    """An API token, stored as its SHA-256 only (SPEC §6: no secret in
+    plaintext in the database). The token itself is shown once, when issued;
+    tokens are long random strings, so an unsalted fast hash is enough."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="First characters, to tell tokens apart")
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+        import secrets
+
+        key = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, key_hash=cls.hash(key), prefix=key[:8], name=name)
+        return token, key
+
+    @classmethod
+    def user_for(cls, key: str):
+        token = cls.objects.select_related("user").filter(key_hash=cls.hash(key)).first()
+        if token is None or not token.user.is_active:
+            return None, None
+        return token.user, token

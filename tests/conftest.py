@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 
 import pytest
 from django.contrib.auth.models import Group, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -88,11 +87,16 @@ def admin_user(db):
     return _user("root", superuser=True)
 
 
+def issue_token(user) -> str:
+    from mcsite.models import ApiToken
+
+    return ApiToken.issue(user)[1]
+
+
 def _client(user) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)}")
     return client
 
 

@@ -1,7 +1,6 @@
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
@@ -11,7 +10,7 @@ from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
-from mcsite.models import AuditEvent
+from mcsite.models import ApiToken, AuditEvent
 
 
 class TokenInputSerializer(serializers.Serializer):
@@ -28,7 +27,8 @@ class LoginThrottle(AnonRateThrottle):
 
 
 class TokenView(APIView):
-    """Exchange a username and password for an API token."""
+    """Exchange a username and password for a new API token (stored hashed:
+    keep it, it cannot be shown again)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -51,6 +51,6 @@ class TokenView(APIView):
                 detail={"username": serializer.validated_data["username"][:150]},
             )
             raise DomainError(ErrorCode.AUTHENTICATION_REQUIRED, "Invalid username or password")
-        token, _ = Token.objects.get_or_create(user=user)
-        audit(actor=user, action="auth.token", request=request)
-        return respond({"token": token.key}, message="Token issued")
+        token, key = ApiToken.issue(user, name=request.META.get("HTTP_USER_AGENT", "")[:100])
+        audit(actor=user, action="auth.token", obj=token, request=request)
+        return respond({"token": key}, message="Token issued: it is shown only this once")

@@ -1,21 +1,40 @@
-from rest_framework.authentication import TokenAuthentication
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+
+from mcsite.models import ApiToken
+
+KEYWORDS = ("bearer", "token")
 
 
-class BearerTokenAuthentication(TokenAuthentication):
-    """DRF's token, sent as `Authorization: Bearer <token>` (the seed's form)
-    or `Authorization: Token <token>` (DRF's)."""
+def token_from_header(request) -> str | None:
+    """The token of `Authorization: Bearer <token>` (the seed's form) or
+    `Authorization: Token <token>`; None for other schemes or no header."""
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].decode("latin-1").lower() not in KEYWORDS:
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Invalid token header: expected 'Bearer <token>'")
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed("Invalid token header: the token is not ASCII") from None
 
-    keywords = ("Bearer", "Token")
-    keyword = "Bearer"
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """API tokens from POST /api/auth/token, looked up by their hash."""
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme = header.split(" ", 1)[0] if header else ""
-        for keyword in self.keywords:
-            if scheme.lower() == keyword.lower():
-                self.keyword = keyword
-                return super().authenticate(request)
-        return None
+        key = token_from_header(request)
+        if key is None:
+            return None
+        user, token = ApiToken.user_for(key)
+        if user is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token")
+        now = timezone.now()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)  # at most once a minute
+        return user, token
 
     def authenticate_header(self, request):
         return "Bearer"

@@ -6,7 +6,7 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
+from tests.conftest import issue_token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -38,8 +38,7 @@ def keep_the_test_connection():
 @pytest.fixture
 def auth_header(alice, make_server, settings):
     make_server(alice, "fuzzed", world=False)
-    token, _ = Token.objects.get_or_create(user=alice)
-    return {"Authorization": f"Bearer {token.key}"}
+    return {"Authorization": f"Bearer {issue_token(alice)}"}
 
 
 @schema.parametrize()

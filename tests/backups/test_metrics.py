@@ -1,5 +1,5 @@
 import pytest
-from rest_framework.authtoken.models import Token
+from tests.conftest import issue_token
 
 pytestmark = pytest.mark.django_db
 
@@ -8,8 +8,8 @@ def test_metrics_need_an_admin_or_a_token(client, alice, admin_user, settings):
     assert client.get("/metrics").status_code == 401
     client.force_login(alice)
     assert client.get("/metrics").status_code == 401
-    alice_token = Token.objects.create(user=alice)
-    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {alice_token.key}").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {issue_token(alice)}").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {issue_token(admin_user)}").status_code == 200
     settings.MCSITE_METRICS_TOKEN = "scrape-secret-0123456789"
     client.logout()
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret-0123456789").status_code == 200

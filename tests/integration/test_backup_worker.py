@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.db import connections
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from tests.conftest import issue_token
 from rest_framework.test import APIClient
 
 from backups import storage
@@ -42,7 +42,7 @@ def world_snapshot(folder) -> dict:
 def test_twenty_concurrent_triggers_queue_one_backup_and_run_it_once(celery_site, alice, make_server):
     server = make_server(alice)
     celery_site.start_worker()
-    token = Token.objects.get_or_create(user=alice)[0].key
+    token = issue_token(alice)
     start = threading.Barrier(20)
     results = []
 

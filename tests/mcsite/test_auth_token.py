@@ -46,3 +46,18 @@ def test_session_writes_without_csrf_get_a_clear_message(alice, make_server_dir)
     response = client.post("/api/servers", {"name": "csrf", "directory": "csrf"}, content_type="application/json")
     assert response.status_code == 403
     assert response.json()["code"] == "PERMISSION_DENIED" and "X-CSRFToken" in response.json()["error"]
+
+
+@pytest.mark.django_db
+def test_tokens_are_stored_hashed_and_a_deleted_token_stops_working(anon_api, alice):
+    from mcsite.models import ApiToken
+
+    key = anon_api.post("/api/auth/token", {"username": "alice", "password": "pw-alice"},
+                        format="json").json()["data"]["token"]
+    stored = ApiToken.objects.get(user=alice)
+    assert stored.key_hash != key and key not in str(ApiToken.objects.values().get())
+    anon_api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert anon_api.get("/api/servers").status_code == 200
+    stored.delete()
+    response = anon_api.get("/api/servers")
+    assert response.status_code == 401 and response.json()["code"] == "AUTHENTICATION_REQUIRED"
