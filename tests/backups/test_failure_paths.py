@@ -74,3 +74,33 @@ def test_error_messages_carry_no_filesystem_path(alice, alice_api, admin_user, m
     body = response.content.decode()
     assert "exited at once" in body
     assert str(settings.MCSITE_SERVERS_ROOT) not in body and "/tmp" not in body
+
+
+def test_the_soft_time_limit_ends_the_run_removes_the_partial_file_and_restarts_the_server(
+        alice, fake_mc, monkeypatch):
+    """Celery raises SoftTimeLimitExceeded inside the running task; here it is
+    raised from the progress callback, mid-archive, as the signal would."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from backups.services import runs
+    from servers import control
+
+    server = fake_mc(alice, started=True)
+    pid_before = control.status(server.process_spec()).pid
+    real_create = runs.engine.create_archive
+
+    def create_until_the_limit(source, dest, *, progress=None, **kwargs):
+        def progress_then_limit(done, total):
+            if done:
+                raise SoftTimeLimitExceeded()
+        return real_create(source, dest, progress=progress_then_limit, **kwargs)
+
+    monkeypatch.setattr(runs.engine, "create_archive", create_until_the_limit)
+    record = runs.backup_trigger(server=server, actor=alice, enqueue=False)
+    runs.backup_run(backup_id=record.pk)
+    record.refresh_from_db()
+    assert record.status == "failed" and record.error_code == "TIMEOUT"
+    assert not any(storage.server_backup_dir(server.pk).iterdir())  # no partial file left
+    server.refresh_from_db()
+    status = control.status(server.process_spec())
+    assert status.running and status.pid != pid_before
