@@ -148,7 +148,7 @@ def backup_run(*, backup_id: int, task_id: str = "", observer=None) -> BackupRec
 
 
 def _run(record: BackupRecord, server: Server, observer=None) -> None:
-    from servers import control
+    from servers import consistency, control
 
     if server is None:
         raise DomainError(ErrorCode.SERVER_DIRECTORY_NOT_FOUND, "Server was deleted")
@@ -181,9 +181,9 @@ def _run(record: BackupRecord, server: Server, observer=None) -> None:
         server_was_running=running, server_stopped_by_backup=running and not live, saves_paused=running and live)
     _set_phase(record, "pausing_saves" if live else "stopping", observer)
     if live:
-        guard = control.live_save_paused(process_spec, _server_log(server, record))
+        guard = consistency.live_save_paused(process_spec, _server_log(server, record))
     else:
-        guard = control.stopped_for_backup(
+        guard = consistency.stopped_for_backup(
             process_spec, _server_log(server, record), on_started=lambda status: _remember_pid(server, status)
         )
     with guard:

@@ -8,7 +8,8 @@ import nbtlib
 import pytest
 
 from servers import control
-from servers.control import ServerControlError, StopStep, live_save_paused, stopped_for_backup
+from servers.consistency import live_save_paused, stopped_for_backup
+from servers.control import ServerControlError, StopStep
 from servers.rcon import RconConnectionRefused
 from tests.fakes import fixtures
 
