@@ -36,7 +36,8 @@ RESTORE_PHASES = {
     "stopped": ("Server stopped", 15), "safety_backup": ("Safety backup taken", 35),
     "extracting": ("Extracting files", 35), "extracted": ("Files extracted and checked", 85),
     "moving_aside": ("Moving the old files aside", 90), "swapped": ("New files in place", 95),
-    "started": ("Server started again", 98), "done": ("Done", 100), "failed": ("Failed", 100),
+    "started": ("Server started again", 98), "committed": ("Restored files committed", 99),
+    "done": ("Done", 100), "failed": ("Failed", 100),
     "previous_files_back": ("Previous files put back", 100),
 }
 
