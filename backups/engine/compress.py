@@ -215,6 +215,8 @@ def open_compressor(dest, compression: str, level: int | None = None, threads: i
 
 _READ_SIZE = 256 * 1024
 _MAX_OUT = 1024 * 1024  # bound on output per decompress call (zip bombs stay flat)
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_BLOCK_MAX = 128 * 1024  # a zstd block never decodes to more (RFC 8878 Block_Maximum_Size)
 
 
 def _new_decompressor(compression: str):
@@ -231,21 +233,96 @@ def _corrupted(message: str) -> EngineError:
     return EngineError(BACKUP_CORRUPTED, message)
 
 
+class _ZstdCutter:
+    """Where to cut zstd input so one ``decompress`` call yields at most ~``_MAX_OUT``.
+
+    ``zstandard``'s decompressobj has no output limit: 256 KiB of 4-byte RLE
+    blocks would come back as 8 GiB from one call. So this walks the frame
+    layout (RFC 8878: frame header, then blocks behind 3-byte headers, each
+    decoding to <= 128 KiB, an optional 4-byte checksum; skippable frames) and
+    lets through blocks worth at most ``_MAX_OUT`` per call (always at least
+    one). libzstd still does all decoding and checking: this only picks cut
+    points, so a misparse could change how much is fed at once, never the output.
+    """
+
+    def __init__(self):
+        self._state = "frame"  # next comes a frame header, a "block" header, or the "end" of the frame
+        self._skip = 0  # bytes to pass before the next header (block content, checksum, skippable data)
+        self._checksum = False
+
+    def limit(self, buf) -> int:
+        """How many bytes of ``buf`` (the stream from here on) to feed now; 0 means a
+        header is cut off and more input is needed to go on."""
+        pos, size, budget, blocks = 0, len(buf), _MAX_OUT, 0
+        while pos < size:
+            if self._skip:
+                step = min(self._skip, size - pos)
+                pos, self._skip = pos + step, self._skip - step
+            elif self._state == "end":
+                return size  # the library stops at the frame end; the rest comes back as unused_data
+            elif self._state == "frame":
+                used = self._frame_header(bytes(buf[pos:pos + 18]))
+                if used == 0:
+                    return pos
+                if used < 0:
+                    return size  # not a zstd frame: the library reports it
+                pos += used
+            else:
+                if size - pos < 3:
+                    return pos
+                head = int.from_bytes(buf[pos:pos + 3], "little")
+                kind, length = (head >> 1) & 3, head >> 3
+                if kind == 3:
+                    return size  # reserved block type: the library reports it
+                cost = _ZSTD_BLOCK_MAX if kind == 2 else length
+                if blocks and cost > budget:
+                    return pos
+                budget, blocks = budget - cost, blocks + 1
+                pos += 3
+                self._skip = 1 if kind == 1 else length  # an RLE block stores one byte
+                if head & 1:  # last block
+                    self._skip += 4 if self._checksum else 0
+                    self._state = "end"
+        return pos
+
+    def _frame_header(self, head: bytes) -> int:
+        """Header length, 0 if ``head`` is too short to tell, -1 if not a frame."""
+        if len(head) < 4:
+            return 0
+        if head[:4] == _ZSTD_MAGIC:
+            if len(head) < 5:
+                return 0
+            desc = head[4]
+            single = (desc >> 5) & 1
+            length = 5 + (1 - single) + (0, 1, 2, 4)[desc & 3] + (single, 2, 4, 8)[desc >> 6]
+            if len(head) < length:
+                return 0
+            self._checksum, self._state = bool(desc & 4), "block"
+            return length
+        if head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18":  # skippable frame
+            if len(head) < 8:
+                return 0
+            self._skip, self._state = int.from_bytes(head[4:8], "little"), "end"
+            return 8
+        return -1
+
+
 class DecompressingReader:
     """``read(n)`` over a compressed stream of one or more concatenated members.
 
     Unlike ``zstandard``'s stream reader it raises when the input ends inside
     a member (truncation), and every format's own check (gzip CRC32/ISIZE,
     bzip2 CRC, xz CRC64, zstd XXH64 when present) is enforced by the library.
-    Output per step is bounded (except zstd, fed 256 KiB at a time), so a
-    decompression bomb does not balloon memory.
+    Output per step is bounded (about ``_MAX_OUT``; for zstd by feeding whole
+    blocks, see ``_ZstdCutter``), so a decompression bomb does not balloon memory.
     """
 
     def __init__(self, source, compression: str):
         self._src = source
         self._kind = compression
         self._dec = _new_decompressor(compression)
-        self._pending = b""  # input not yet given to the current decompressor
+        self._cutter = _ZstdCutter()
+        self._pending = b""  # input not yet given to the current decompressor (bytes or memoryview)
         self._out = memoryview(b"")
         self._src_eof = False
         self._finished = False
@@ -265,6 +342,7 @@ class DecompressingReader:
             tail = self._read_src()
         self._pending = tail
         self._dec = _new_decompressor(self._kind)
+        self._cutter = _ZstdCutter()
         return True
 
     def _produce(self) -> bytes:
@@ -284,13 +362,24 @@ class DecompressingReader:
                 out = dec.decompress(data, _MAX_OUT)
                 self._pending = dec.unused_data if dec.eof else dec.unconsumed_tail
             elif kind == "zstd":
-                out = dec.decompress(data)
-                self._pending = dec.unused_data if dec.eof else b""
+                out = self._zstd_step(dec, data)
             else:
                 out = dec.decompress(data, _MAX_OUT)
                 self._pending = dec.unused_data if dec.eof else b""
         except (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise _corrupted(f"{kind} data corrupted: {exc}") from None
+        return out
+
+    def _zstd_step(self, dec, data) -> bytes:
+        cut = self._cutter.limit(data)
+        while cut == 0 and not self._src_eof:  # a frame or block header split across reads
+            data = bytes(data) + self._read_src()
+            cut = self._cutter.limit(data)
+        view = memoryview(data)
+        cut = cut or len(view)  # input ended inside a header: feed it; truncation is reported next
+        out = dec.decompress(view[:cut])
+        # memoryview slices: cutting a 256 KiB read into many small steps copies nothing
+        self._pending = bytes(dec.unused_data) + bytes(view[cut:]) if dec.eof else view[cut:]
         return out
 
     def read(self, n: int = -1) -> bytes:

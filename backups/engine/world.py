@@ -9,6 +9,8 @@
   3 none, 4 LZ4, 127 custom; +128 = stored in an external ``c.X.Z.mcc``
   file) and the payload, which must decompress and parse as NBT. A 0-byte
   region file is valid (the server creates it before saving any chunk).
+* LZ4 (``region-file-compression=lz4``, 1.20.5+) is lz4-java's
+  ``LZ4BlockOutputStream`` framing, decoded by ``lz4_block_stream_decompress``.
 
 The region check reads the file front to back once, in offset order, holding
 at most one chunk (<= 1 MiB) in memory — so it works on an archive stream.
@@ -22,7 +24,10 @@ import re
 import struct
 import zlib
 
+import lz4.block
 import nbtlib
+
+import xxhash as _xxhash  # lz4-java's per-block checksum is xxHash32, which the lz4 package does not expose
 
 SECTOR = 4096
 HEADER_BYTES = 2 * SECTOR
@@ -180,14 +185,69 @@ def check_nbt_file(data: bytes) -> None:
         raise ValueError(f"not valid NBT ({exc.__class__.__name__}: {exc})") from None
 
 
+_LZ4_HEADER = struct.Struct("<8sBiii")  # magic, token, compressed length, length, checksum
+_LZ4_MAGIC = b"LZ4Block"
+_LZ4_RAW, _LZ4_LZ4 = 0x10, 0x20
+_LZ4_SEED = 0x9747B28C
+_LZ4_CHECK_MASK = 0x0FFFFFFF  # lz4-java stores xxHash32 & 0x0FFFFFFF (StreamingXXHash32.asChecksum)
+
+
+def lz4_block_stream_decompress(payload: bytes) -> bytes:
+    """Decode an lz4-java ``LZ4BlockOutputStream`` stream (chunk type 4); ValueError if damaged.
+
+    Blocks of ``b"LZ4Block"``, token (0x10 raw / 0x20 LZ4 | level: length <=
+    2**(10 + level)), compressed length, length, checksum (int32 LE), data; an
+    empty block ends it. Headers are checked like lz4-java's ``LZ4BlockInputStream``
+    and LZ4 data must decode to exactly its length from exactly its bytes. The
+    checksum (xxHash32, seed 0x9747b28c, masked) of every block is verified, so a
+    flipped byte in literal data is caught even when the NBT still parses.
+    Bytes after the end block are damage (the game stores the exact stream length).
+    """
+    out, pos, size = [], 0, len(payload)
+    while True:
+        if pos + _LZ4_HEADER.size > size:
+            raise ValueError(f"LZ4 stream truncated at byte {pos} (no end block)")
+        magic, token, packed, length, check = _LZ4_HEADER.unpack_from(payload, pos)
+        method = token & 0xF0
+        if magic != _LZ4_MAGIC or method not in (_LZ4_RAW, _LZ4_LZ4):
+            raise ValueError(f"LZ4 block header at byte {pos} damaged (bad magic or token)")
+        if (length < 0 or packed < 0 or length > 1 << (10 + (token & 0x0F)) or (length == 0) != (packed == 0)
+                or (method == _LZ4_RAW and length != packed) or not 0 <= check <= _LZ4_CHECK_MASK):
+            raise ValueError(f"LZ4 block header at byte {pos} damaged (impossible lengths or checksum)")
+        pos += _LZ4_HEADER.size
+        if length == 0:
+            if check:
+                raise ValueError(f"LZ4 end block at byte {pos - _LZ4_HEADER.size} has a checksum")
+            break
+        if pos + packed > size:
+            raise ValueError(f"LZ4 stream truncated inside the block at byte {pos - _LZ4_HEADER.size}")
+        data = payload[pos:pos + packed]
+        if method == _LZ4_LZ4:
+            try:
+                data = lz4.block.decompress(data, uncompressed_size=length)
+            except lz4.block.LZ4BlockError:
+                data = b""
+            if len(data) != length:  # lz4 accepts a shorter result; lz4-java does not
+                raise ValueError(f"LZ4 block at byte {pos - _LZ4_HEADER.size} corrupted")
+        if _xxhash.xxh32_intdigest(data, seed=_LZ4_SEED) & _LZ4_CHECK_MASK != check:
+            raise ValueError(f"LZ4 block at byte {pos - _LZ4_HEADER.size} fails its checksum")
+        out.append(data)
+        pos += packed
+    if pos != size:
+        raise ValueError(f"{size - pos} bytes after the end of the LZ4 stream")
+    return b"".join(out)
+
+
 def _decompress_chunk(kind: int, payload: bytes) -> bytes | None:
-    """Decompressed NBT bytes, or None for a type we cannot check (a warning)."""
+    """Decompressed NBT bytes, or None for a type we cannot check (a warning); raises if damaged."""
     if kind == 1:
         return gzip.decompress(payload)
     if kind == 2:
         return zlib.decompress(payload)
     if kind == 3:
         return payload
+    if kind == 4:
+        return lz4_block_stream_decompress(payload)
     return None
 
 
@@ -284,16 +344,17 @@ def _check_chunk(where: str, kind: int, payload: bytes, name: str, index: int, r
             mcc = posixpath.join(posixpath.dirname(name), f"c.{rx * 32 + index % 32}.{rz * 32 + index // 32}.mcc")
             report.external(mcc, kind & 0x7F, where)
         return
-    if kind == 4 or kind == 127:
-        label = "LZ4" if kind == 4 else "custom"
-        report.warning(f"{where} uses {label} compression ({kind}); payload not checked (unsupported compression {kind})")
+    if kind == 127:
+        # Custom (named) compression from a mod: we cannot decode it, so warn, never fail.
+        report.warning(f"{where} uses custom compression ({kind}); "
+                       f"payload not checked (unsupported compression {kind})")
         return
-    if kind not in (1, 2, 3):
+    if kind not in (1, 2, 3, 4):
         report.error(f"{where} has unknown compression type {kind}")
         return
     try:
         raw = _decompress_chunk(kind, payload)
-    except (OSError, zlib.error, EOFError) as exc:
+    except (OSError, zlib.error, EOFError, ValueError) as exc:
         report.error(f"{where} does not decompress ({exc})")
         return
     try:
@@ -322,10 +383,11 @@ def check_external_chunk(name: str, stream, size: int, kind: int | None, report)
         return
     data = _Reader(stream).read(size)
     if kind is None:
-        kind = 1 if data[:2] == b"\x1f\x8b" else 2 if data[:1] == b"\x78" else 3
+        kind = (1 if data[:2] == b"\x1f\x8b" else 2 if data[:1] == b"\x78"
+                else 4 if data[:8] == _LZ4_MAGIC else 3)
     try:
         raw = _decompress_chunk(kind, data)
-    except (OSError, zlib.error, EOFError) as exc:
+    except (OSError, zlib.error, EOFError, ValueError) as exc:
         report.error(f"{name}: external chunk does not decompress ({exc})")
         return
     if raw is None:

@@ -4,8 +4,8 @@ Region files are the bulk of a world and checking them means inflating every
 chunk (~5x the bytes of the archive itself). So each region file up to
 ``_BUFFERED_REGION_LIMIT`` is read whole (through the member hasher, in
 archive order) and checked on a small thread pool while the main thread reads
-on: zlib releases the GIL, so chunk inflation overlaps with the archive's own
-decompression and hashing. At most ``2 * threads`` region files are in flight,
+on: zlib and lz4 release the GIL, so chunk inflation overlaps with the archive's
+own decompression and hashing. At most ``2 * threads`` region files are in flight,
 so memory stays bounded. Findings are merged in archive order, so reports are
 deterministic. Larger region files are checked inline, streaming.
 """
