@@ -311,3 +311,16 @@ def restore_rollback(request, server_id, restore_id):
         return redirect("restore-detail", server_id=server.pk, restore_id=row.pk)
     messages.success(request, "Rollback started: the files from before the restore are being put back.")
     return redirect("restore-detail", server_id=server.pk, restore_id=rollback.pk)
+
+
+@login_required
+@require_POST
+def kept_backup_delete(request, backup_id):
+    """Deletes a backup kept when its server was deleted (file removed, record kept)."""
+    record = get_object_or_404(BackupRecord.objects.for_user(request.user), server__isnull=True, pk=backup_id)
+    try:
+        actions.backup_delete(record=record, actor=request.user, request=request, source="web")
+        messages.success(request, f"Deleted {record.filename}.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect(reverse("server-list") + "#kept-backups")

@@ -18,6 +18,7 @@ urlpatterns = [
     path("servers/<int:server_id>/delete/", server_views.server_delete, name="server-delete"),
     path("servers/<int:server_id>/start/", server_views.server_start, name="server-start"),
     path("servers/<int:server_id>/stop/", server_views.server_stop, name="server-stop"),
+    path("backups/kept/<int:backup_id>/delete/", backup_views.kept_backup_delete, name="kept-backup-delete"),
     re_path(rf"^backup/{S}/?$", backup_views.backup_page, name="server-backups"),
     re_path(rf"^backup/{S}/schedule/?$", backup_views.schedule_save, name="backup-schedule"),
     re_path(rf"^backup/{S}/trigger/?$", backup_views.backup_now, name="backup-now"),

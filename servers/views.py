@@ -59,9 +59,12 @@ def _rows(servers) -> list[dict]:
 @login_required
 def server_list(request):
     servers = Server.objects.for_user(request.user)
+    kept = (BackupRecord.objects.for_user(request.user).filter(server__isnull=True, status__in=_STORED)
+            .exclude(storage_path="").order_by("-created_at")[:100])
     return render(request, "servers/server_list.html", {
         "rows": _rows(servers),
         "disk": disk_usage(),
+        "kept_backups": kept,
     })
 
 

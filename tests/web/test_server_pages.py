@@ -154,3 +154,22 @@ def test_start_and_stop_drive_the_real_process(alice_web, alice, fake_mc):
     response = alice_web.post(f"/servers/{server.pk}/stop/", follow=True)
     body = response.content.decode()
     assert "fake stopped." in body and "Stopped" in body
+
+
+def test_backups_of_a_deleted_server_are_listed_and_can_be_deleted(alice, bob, make_server, take_backup, client):
+
+    from servers.services import server_delete
+
+    server = make_server(alice, "retired")
+    record = take_backup(server)
+    server_delete(server=server, delete_backups=False, actor=alice)
+    client.force_login(bob)
+    assert record.filename not in client.get("/servers/").content.decode()
+    assert client.post(f"/backups/kept/{record.pk}/delete/").status_code == 404
+    client.force_login(alice)
+    page = client.get("/servers/").content.decode()
+    assert "Backups of deleted servers" in page and record.filename in page
+    response = client.post(f"/backups/kept/{record.pk}/delete/", follow=True)
+    assert response.status_code == 200
+    record.refresh_from_db()
+    assert record.status == "deleted" and not storage.file_present(record)
