@@ -10,7 +10,7 @@ ERROR_EVENTS = {
     "backup_failed", "verification_failed", "schedule_execution_failure", "corruption_detected",
     "restore_failed",
 }
-WARNING_EVENTS = {"disk_usage_high"}
+WARNING_EVENTS = {"disk_usage_high", "backup_refused"}
 
 
 def _value(value) -> str:

@@ -34,6 +34,8 @@ def _label(value) -> str:
 
 def metrics_view(request):
     if not _authorized(request):
+        if request.user.is_authenticated:
+            return HttpResponse("metrics are for administrators\n", status=403, content_type="text/plain")
         response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = "Bearer"
         return response

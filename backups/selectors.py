@@ -64,12 +64,14 @@ def backup_trend(*, records, limit: int = 60) -> list[dict]:
 
 
 def disk_usage(*, server=None) -> dict:
+    from backups.services.retention import disk_usage_percent
+
     usage = shutil.disk_usage(storage.backup_root())
     data = {
-        "total_bytes": usage.total,
+        "total_bytes": usage.used + usage.free,  # what we can use: df's size minus root's reserve
         "used_bytes": usage.used,
         "free_bytes": usage.free,
-        "used_percent": round(100.0 * usage.used / usage.total, 1) if usage.total else None,
+        "used_percent": round(disk_usage_percent(), 1),
     }
     if server is not None:
         data["server_backup_bytes"] = BackupRecord.objects.filter(

@@ -16,6 +16,10 @@ class ServerForm(forms.ModelForm):
         help_text="Leave empty to keep the current password. Stored encrypted.",
     )
     clear_rcon_password = forms.BooleanField(required=False, label="Remove the stored RCON password")
+    exclude_patterns = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Not backed up: one pattern per line, e.g. logs/ (a folder) or *.tmp",
+    )
 
     class Meta:
         model = Server
@@ -27,10 +31,15 @@ class ServerForm(forms.ModelForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        patterns = self.instance.exclude_patterns if self.instance.pk else Server().exclude_patterns
+        self.initial.setdefault("exclude_patterns", "\n".join(patterns or []))
+        for name, low, high in (("memory_mb", 256, 262144), ("rcon_port", 1, 65535), ("stop_timeout", 1, 3600)):
+            if name in self.fields:  # the browser's limits match the model's validators
+                self.fields[name].widget.attrs.update({"min": low, "max": high})
         from django.conf import settings
 
-        self.fields["directory"].help_text = (
-            f"The server's folder inside the servers root ({settings.MCSITE_SERVERS_ROOT}), e.g. survival")
+        where = f" ({settings.MCSITE_SERVERS_ROOT})" if getattr(user, "is_superuser", False) else ""
+        self.fields["directory"].help_text = f"The server's folder inside the servers root{where}, e.g. survival"
         if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
             del self.fields["start_command"]
 
@@ -48,10 +57,11 @@ class ServerForm(forms.ModelForm):
         return name
 
     def clean_exclude_patterns(self):
-        value = self.cleaned_data.get("exclude_patterns") or []
-        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-            raise forms.ValidationError('Enter a JSON list of patterns, e.g. ["logs/", "*.tmp"].')
-        return value
+        lines = [line.strip() for line in (self.cleaned_data.get("exclude_patterns") or "").splitlines()]
+        patterns = [line for line in lines if line]
+        if any(len(p) > 200 for p in patterns) or len(patterns) > 100:
+            raise forms.ValidationError("At most 100 patterns of at most 200 characters each.")
+        return patterns
 
     def save(self, commit=True):
         server = super().save(commit=False)

@@ -70,6 +70,10 @@ def restore_preview(*, server: Server, backup_filename) -> dict:
     if server.path.exists() and any(server.path.iterdir()):
         warnings.append("The current files in the server folder will be replaced. A safety backup is taken first, "
                         "so the restore can be rolled back.")
+        skipped = [p for p in (server.exclude_patterns or []) if (server.path / p.rstrip("/")).exists()]
+        if skipped:
+            warnings.append(f"Excluded from backups, so not in this one: {', '.join(skipped)}. After the restore "
+                            "they are only in the safety backup.")
     age = timezone.now() - record.taken_at
     if age > timedelta(days=OLD_BACKUP_DAYS):
         warnings.append(f"This backup is {age.days} days old: changes made since then will be lost.")

@@ -19,8 +19,11 @@ _HAS_FILE = {"status__in": [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.F
 
 
 def disk_usage_percent() -> float:
+    """As df reports it: blocks reserved for root are neither used nor
+    available to us, so the disk is full at used / (used + free) = 100 %."""
     usage = shutil.disk_usage(storage.backup_root())
-    return 100.0 * usage.used / usage.total if usage.total else 0.0
+    usable = usage.used + usage.free
+    return 100.0 * usage.used / usable if usable else 0.0
 
 
 def retention_apply(*, server, disk_percent: float | None = None, now=None) -> list[BackupRecord]:

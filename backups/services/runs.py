@@ -40,26 +40,14 @@ def backup_trigger(*, server: Server, trigger: str = BackupRecord.Trigger.MANUAL
     unique constraint lets one queued/running backup exist per server, so a
     second trigger gets BACKUP_IN_PROGRESS whichever worker or web process
     it came from. The pre-checks run here too, so a user hears at once."""
-    if precheck:  # a scheduled run records its pre-check failure in history instead
-        backup_precheck(server=server)
-    schedule = getattr(server, "backup_schedule", None) if trigger == BackupRecord.Trigger.SCHEDULED else None
-    compression, spec = config_service.effective_options(schedule)
     try:
-        with transaction.atomic():
-            Server.objects.select_for_update().filter(pk=server.pk).first()  # one claimer per server
-            if RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
-                raise DomainError(ErrorCode.RESTORE_IN_PROGRESS)
-            record = BackupRecord.objects.create(
-                server=server, owner=server.owner, server_name=server.name, trigger=trigger,
-                requested_by=actor if getattr(actor, "is_authenticated", False) else None,
-                compression=compression, encrypted=spec is not None,
-                key_fingerprint=spec.fingerprint if spec else "", phase="queued",
-            )
-    except IntegrityError:
-        if trigger != BackupRecord.Trigger.SCHEDULED:
+        record = _claim(server=server, trigger=trigger, actor=actor, precheck=precheck)
+    except DomainError as exc:
+        if trigger != BackupRecord.Trigger.SCHEDULED:  # a scheduled refusal is logged by its caller
             audit(actor=actor, action="backup.trigger", obj=server, request=request, source=source,
-                  outcome="failure", detail={"code": ErrorCode.BACKUP_IN_PROGRESS.value})
-        raise DomainError(ErrorCode.BACKUP_IN_PROGRESS) from None
+                  outcome="failure", detail={"code": exc.code.value, "error": exc.message})
+            events.log_event("backup_refused", server=server, code=exc.code.value, error=exc.message)
+        raise
     if trigger != BackupRecord.Trigger.SCHEDULED or actor is not None:
         audit(actor=actor, action="backup.trigger", obj=record, request=request, source=source,
               detail={"server_id": server.pk, "trigger": trigger})
@@ -79,6 +67,26 @@ def enqueue_after_commit(row, send) -> None:
         row.refresh_from_db()
         if row.status == "failed":
             raise DomainError(ErrorCode.INTERNAL_ERROR, row.error_message)
+
+
+def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupRecord:
+    if precheck:  # a scheduled run records its pre-check failure in history instead
+        backup_precheck(server=server)
+    schedule = getattr(server, "backup_schedule", None) if trigger == BackupRecord.Trigger.SCHEDULED else None
+    compression, spec = config_service.effective_options(schedule)
+    try:
+        with transaction.atomic():
+            Server.objects.select_for_update().filter(pk=server.pk).first()  # one claimer per server
+            if RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+                raise DomainError(ErrorCode.RESTORE_IN_PROGRESS)
+            return BackupRecord.objects.create(
+                server=server, owner=server.owner, server_name=server.name, trigger=trigger,
+                requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+                compression=compression, encrypted=spec is not None,
+                key_fingerprint=spec.fingerprint if spec else "", phase="queued",
+            )
+    except IntegrityError:
+        raise DomainError(ErrorCode.BACKUP_IN_PROGRESS) from None
 
 
 def backup_precheck(*, server: Server, needed_bytes: int | None = None) -> int:

@@ -72,3 +72,14 @@ def test_restore_preview_changes_nothing(alice, make_server, take_backup):
     record = take_backup(server)
     output = _run("restore", str(server.pk), record.filename, "--preview")
     assert "files" in output and not RestoreRequest.objects.exists()
+
+
+def test_restore_without_an_answer_is_not_confirmed(alice, make_server, take_backup, monkeypatch):
+    def no_terminal(prompt):
+        raise EOFError
+
+    server = make_server(alice)
+    record = take_backup(server)
+    monkeypatch.setattr("builtins.input", no_terminal)
+    assert _exit_code("restore", str(server.pk), record.filename) == 5
+    assert not RestoreRequest.objects.exists()

@@ -104,3 +104,42 @@ def test_the_soft_time_limit_ends_the_run_removes_the_partial_file_and_restarts_
     server.refresh_from_db()
     status = control.status(server.process_spec())
     assert status.running and status.pid != pid_before
+
+
+def test_a_refused_trigger_is_audited_and_logged(alice_api, alice, make_server, settings):
+    import shutil
+    from pathlib import Path
+
+    from mcsite.models import AuditEvent
+
+    server = make_server(alice, "refused-world", world=False)
+    shutil.rmtree(server.path)
+    response = alice_api.post(f"/api/backups/{server.pk}/trigger")
+    assert response.json()["code"] == "SERVER_DIRECTORY_NOT_FOUND"
+    event = AuditEvent.objects.get(action="backup.trigger")
+    assert event.outcome == "failure" and event.detail["code"] == "SERVER_DIRECTORY_NOT_FOUND"
+    log = (Path(settings.MCSITE_LOG_DIR) / "app.log").read_text()
+    assert any("backup_refused" in line and "server=refused-world" in line for line in log.splitlines())
+
+
+def test_the_reaper_ends_a_silent_run_removes_its_file_and_starts_the_server(alice, fake_mc):
+    """The same repair the integration test proves with a killed worker, here
+    without PostgreSQL or Redis: a run whose heartbeat stopped."""
+    from backups.services.runs import stale_cutoff
+    from servers import control
+
+    server = fake_mc(alice)  # stopped, as a stop-mode backup would have left it
+    partial = storage.server_backup_dir(server.pk) / "server_backup_20260101_000000.tar.gz"
+    partial.write_bytes(b"half")
+    long_ago = timezone.now() - stale_cutoff() - dt.timedelta(seconds=5)
+    record = BackupRecord.objects.create(
+        server=server, owner=alice, server_name=server.name, status="running", phase="archiving",
+        filename=partial.name, storage_path=storage.relative_path(partial), started_at=long_ago,
+        heartbeat_at=long_ago, server_was_running=True, server_stopped_by_backup=True)
+    result = reap_stale_runs()
+    record.refresh_from_db()
+    assert (record.status, record.error_code) == ("failed", "WORKER_LOST")
+    assert result["backups"] == 1 and result["servers_started"] == 1
+    assert not partial.exists()
+    server.refresh_from_db()
+    assert control.status(server.process_spec()).running

@@ -7,7 +7,8 @@ pytestmark = pytest.mark.django_db
 def test_metrics_need_an_admin_or_a_token(client, alice, admin_user, settings):
     assert client.get("/metrics").status_code == 401
     client.force_login(alice)
-    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics").status_code == 403
+    client.logout()
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {issue_token(alice)}").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {issue_token(admin_user)}").status_code == 200
     settings.MCSITE_METRICS_TOKEN = "scrape-secret-0123456789"
@@ -26,3 +27,8 @@ def test_metrics_report_backups_per_server(client, admin_user, alice, make_serve
     assert f'mcsite_backup_last_size_bytes{{server_id="{server.pk}",server="metered"}} {record.size_bytes}' in body
     assert "mcsite_backup_disk_free_bytes " in body
     assert 'mcsite_backup_records{status="succeeded"} 1' in body
+
+
+def test_a_logged_in_non_admin_is_told_it_is_for_admins(client, alice):
+    client.force_login(alice)
+    assert client.get("/metrics").status_code == 403

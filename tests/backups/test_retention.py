@@ -80,3 +80,21 @@ def test_disk_check_runs_the_emergency_sweep_and_alerts(server, mailoutbox, sett
     assert _alive(*backups) == [True, True, True, False]
     subjects = sorted(m.subject for m in mailoutbox)
     assert len(subjects) == 2 and all("Backup disk" in s for s in subjects)  # 80 % and 90 %, once each
+
+
+def test_disk_usage_counts_like_df_with_root_reserved_blocks(monkeypatch, alice_api, alice, make_server):
+    """A 100 GB disk with 40 GB used, 50 GB free and 10 GB reserved for root
+    is 44.4 % full for us (df's used / (used + free)), not 40 %."""
+    import shutil
+    from collections import namedtuple
+
+    from backups.services.retention import disk_usage_percent
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 * 10**9, 40 * 10**9, 50 * 10**9))
+    assert round(disk_usage_percent(), 1) == 44.4
+    server = make_server(alice, world=False)
+    disk = alice_api.get(f"/api/backups/{server.pk}/status").json()["data"]["disk_usage"]
+    assert (disk["used_percent"], disk["total_bytes"], disk["free_bytes"]) == (44.4, 90 * 10**9, 50 * 10**9)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 * 10**9, 80 * 10**9, 9 * 10**9))
+    assert disk_usage_percent() >= 89.8  # with the reserve this disk is nearly full: the emergency rule applies

@@ -42,7 +42,7 @@ def test_owner_creates_a_server_owned_by_themselves_and_it_is_audited(client, al
     response = client.post("/admin/servers/server/add/", {
         "name": "fresh", "directory": "fresh", "start_command": "java -jar server.jar nogui",
         "memory_mb": 1024, "rcon_host": "127.0.0.1", "rcon_port": 25575, "stop_timeout": 30,
-        "backup_mode": "stop", "exclude_patterns": '["logs/"]', "node": "default", "rcon_password": "pw",
+        "backup_mode": "stop", "exclude_patterns": "logs/", "node": "default", "rcon_password": "pw",
     })
     assert response.status_code == 302, response.content.decode()[:2000]
     server = Server.objects.get(name="fresh")
@@ -55,7 +55,7 @@ def test_admin_form_refuses_a_directory_outside_the_root(client, alice):
     response = client.post("/admin/servers/server/add/", {
         "name": "evil", "directory": "/etc", "start_command": "x", "memory_mb": 1024,
         "rcon_host": "127.0.0.1", "rcon_port": 25575, "stop_timeout": 30, "backup_mode": "stop",
-        "exclude_patterns": "[]", "node": "default",
+        "exclude_patterns": "", "node": "default",
     })
     assert response.status_code == 200
     assert "inside the servers root" in response.content.decode()

@@ -43,7 +43,7 @@ def test_the_schedule_inline_saves_through_the_services(alice_web, alice, alices
     post = {
         "name": alices_server.name, "directory": alices_server.directory, "start_command": alices_server.start_command,
         "memory_mb": 1024, "rcon_host": "127.0.0.1", "rcon_port": 25575, "stop_timeout": 60, "backup_mode": "stop",
-        "exclude_patterns": '["logs/"]', "node": "default",
+        "exclude_patterns": "logs/", "node": "default",
         "backup_schedule-TOTAL_FORMS": "1", "backup_schedule-INITIAL_FORMS": "1",
         "backup_schedule-MIN_NUM_FORMS": "0", "backup_schedule-MAX_NUM_FORMS": "1",
         "backup_schedule-0-id": schedule.pk, "backup_schedule-0-server": alices_server.pk,

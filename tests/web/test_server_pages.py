@@ -19,7 +19,7 @@ def _new_server_post(**overrides) -> dict:
     data = {
         "name": "fresh", "directory": "fresh", "start_command": "java -Xms{mem}M -Xmx{mem}M -jar server.jar nogui",
         "memory_mb": "1024", "rcon_host": "127.0.0.1", "rcon_port": "25575", "stop_timeout": "60",
-        "backup_mode": "stop", "exclude_patterns": '["logs/", "*.tmp"]', "node": "default",
+        "backup_mode": "stop", "exclude_patterns": "logs/\n*.tmp", "node": "default",
         "backup-enable_automated_backups": "on", "backup-schedule_type": "daily",
         "backup-schedule_time": "02:00", "backup-retention_days": "30",
     }
@@ -173,3 +173,16 @@ def test_backups_of_a_deleted_server_are_listed_and_can_be_deleted(alice, bob, m
     assert response.status_code == 200
     record.refresh_from_db()
     assert record.status == "deleted" and not storage.file_present(record)
+
+
+def test_exclude_patterns_are_one_per_line(alice, client, make_server):
+    server = make_server(alice, "patterned", world=False)
+    client.force_login(alice)
+    page = client.get("/servers/new/").content.decode()
+    assert "logs/\ncrash-reports/\ncache/\n*.tmp" in page
+    from servers.forms import ServerForm
+
+    form = ServerForm({"name": "p2", "directory": server.directory, "exclude_patterns": " world/stats/ \n\n*.bak\n"},
+                      user=alice)
+    form.is_valid()
+    assert form.cleaned_data["exclude_patterns"] == ["world/stats/", "*.bak"]

@@ -36,7 +36,10 @@ class Command(BaseCommand):
         if preview:
             return
         if not yes:
-            answer = input(f"Replace the files of {target.name} with this backup? Type 'yes': ")
+            try:
+                answer = input(f"Replace the files of {target.name} with this backup? Type 'yes': ")
+            except (EOFError, KeyboardInterrupt):  # no one to answer (cron, CI): that is a no
+                answer = ""
             if answer.strip().lower() != "yes":
                 raise CommandError("Not confirmed; nothing changed", returncode=5)
         try:
