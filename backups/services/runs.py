@@ -62,11 +62,11 @@ def enqueue_after_commit(row, send) -> None:
     """Sends the row's task once its transaction commits (a worker must find
     the row). Outside a transaction that is now: if the broker refused, the
     row was ended as failed, and the caller hears why."""
-    transaction.on_commit(lambda: send(row))
-    if not transaction.get_connection().in_atomic_block:
+    sent = []
+    transaction.on_commit(lambda: sent.append(send(row)))
+    if sent == [False]:  # ran at once (no transaction around us) and the broker refused
         row.refresh_from_db()
-        if row.status == "failed":
-            raise DomainError(ErrorCode.INTERNAL_ERROR, row.error_message)
+        raise DomainError(ErrorCode.INTERNAL_ERROR, row.error_message)
 
 
 def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupRecord:
