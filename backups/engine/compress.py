@@ -159,38 +159,34 @@ class _ParallelBlockWriter:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _SerialGzipWriter(_PassThrough):
+class _CompressObjWriter(_PassThrough):
+    """A sink feeding one compressobj (zlib or zstandard): compress, flush at close."""
+
+    def __init__(self, dest, comp):
+        super().__init__(dest)
+        self._comp = comp
+
+    def write(self, data) -> None:
+        out = self._comp.compress(data)
+        if out:
+            self._dest.write(out)
+
+    def close(self) -> None:
+        self._dest.write(self._comp.flush())
+        self._dest.close()
+
+
+class _SerialGzipWriter(_CompressObjWriter):
     """One thread: a plain zlib gzip stream is faster than the block machinery."""
 
     def __init__(self, dest, level: int):
-        super().__init__(dest)
-        self._comp = zlib.compressobj(level, zlib.DEFLATED, 31)
-
-    def write(self, data) -> None:
-        out = self._comp.compress(data)
-        if out:
-            self._dest.write(out)
-
-    def close(self) -> None:
-        self._dest.write(self._comp.flush())
-        self._dest.close()
+        super().__init__(dest, zlib.compressobj(level, zlib.DEFLATED, 31))
 
 
-class _ZstdWriter(_PassThrough):
+class _ZstdWriter(_CompressObjWriter):
     def __init__(self, dest, level: int, threads: int):
-        super().__init__(dest)
-        params = zstandard.ZstdCompressor(level=level, threads=threads if threads > 1 else 0,
-                                          write_checksum=True)
-        self._comp = params.compressobj()
-
-    def write(self, data) -> None:
-        out = self._comp.compress(data)
-        if out:
-            self._dest.write(out)
-
-    def close(self) -> None:
-        self._dest.write(self._comp.flush())
-        self._dest.close()
+        params = zstandard.ZstdCompressor(level=level, threads=threads if threads > 1 else 0, write_checksum=True)
+        super().__init__(dest, params.compressobj())
 
 
 def open_compressor(dest, compression: str, level: int | None = None, threads: int | None = None):
