@@ -316,7 +316,7 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
         sink = _HashingFileSink(fd)
         chain = background = _BackgroundSink(sink)
         if encryption is not None:
-            chain = EncryptingWriter(sink, encryption)
+            chain = EncryptingWriter(background, encryption)  # closing it ends the writer thread
         compressor = open_compressor(chain, compression, level, threads)
         tar = _TarStream(compressor)
         archiver = _Archiver(root, tar, progress, scanned.total_bytes)

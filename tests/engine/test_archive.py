@@ -214,3 +214,16 @@ def test_engine_imports_without_django():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env).returncode == 0
+
+
+def test_encrypted_backups_leave_no_writer_thread_behind(server_dir, backups_dir, key_spec):
+    """Each encrypted backup used to leave one `mcsite-write` thread waiting forever."""
+    import threading
+
+    def writers():
+        return [t for t in threading.enumerate() if t.name == "mcsite-write"]
+
+    before = len(writers())
+    for index in range(5):
+        create_archive(server_dir, backups_dir / f"b{index}.tar.gz.enc", compression="gzip", encryption=key_spec)
+    assert len(writers()) == before
