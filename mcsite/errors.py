@@ -29,6 +29,7 @@ class ErrorCode(str, Enum):
     BACKUP_FAILED = "BACKUP_FAILED"
     RESTORE_FAILED = "RESTORE_FAILED"
     TIMEOUT = "TIMEOUT"
+    IO_ERROR = "IO_ERROR"
 
 
 HTTP_STATUS = {

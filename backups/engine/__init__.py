@@ -3,7 +3,7 @@
 The service layer calls exactly this API:
 
 * ``create_archive(source_dir, dest_path, *, compression="gzip", encryption=None,
-  exclude=(), progress=None, level=None, threads=None) -> ArchiveResult``
+  exclude=(), progress=None, level=None, threads=None, on_step=None) -> ArchiveResult``
   — one streaming pass: tar -> gzip|bzip2|lzma|zstd|none -> optional
   AES-256-GCM -> ``.partial-*`` temp file -> fsync -> rename -> fsync dir.
 * ``backup_suffix(compression, encrypted) -> str`` — ``.tar.gz`` ... ``+ .enc``.
@@ -14,9 +14,9 @@ The service layer calls exactly this API:
   restore_test=False, progress=None) -> VerificationReport``.
 * ``quality_level(score) -> str``.
 * ``inspect_archive(path, *, keyring=None) -> ArchiveInfo``.
-* ``extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> ExtractResult``,
-  ``swap_into_place(staging, target) -> previous_path | None``,
-  ``rollback_swap(target, previous_path) -> moved_aside_path | None``.
+* ``extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult``,
+  ``swap_into_place(staging, target, *, before_rename=None, label="previous") -> previous_path | None``,
+  ``rollback_swap(target, previous_path, *, before_rename=None) -> moved_aside_path | None``.
 * ``file_digests(path) -> (sha256, md5)``, ``detect_format(path) -> ArchiveFormat``.
 * ``EngineError`` with ``.code``, ``.message``, ``.path``.
 

@@ -282,7 +282,7 @@ def _fsync_dir(path: str) -> None:
 
 def create_archive(source_dir, dest_path, *, compression: str = "gzip", encryption: EncryptionSpec | None = None,
                    exclude=(), progress: Progress | None = None, level: int | None = None,
-                   threads: int | None = None) -> ArchiveResult:
+                   threads: int | None = None, on_step: Callable[[str], None] | None = None) -> ArchiveResult:
     """Archive ``source_dir`` into ``dest_path`` in one streaming pass.
 
     The archive is written to ``<dest dir>/.partial-<name>-<random>``, fsynced,
@@ -293,6 +293,10 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
     every chunk read. Files that change or vanish while being read, and entries
     not archived (sockets, fifos, devices, symlinks leaving the folder) are
     listed in the result, never silently dropped.
+
+    ``on_step(name)``, if given, hears ``"scanning"`` (the partial file
+    exists, the folder scan starts), ``"archiving"`` (the scan is done) and
+    ``"renamed"`` (the archive is in place, about to return).
 
     Raises ``EngineError`` with SERVER_DIRECTORY_NOT_FOUND, PERMISSION_DENIED,
     INSUFFICIENT_DISK_SPACE, DESTINATION_EXISTS or INVALID_SETTING.
@@ -311,8 +315,11 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
     except OSError as exc:
         raise from_os_error(exc, path=dest_dir) from exc
     compressor = background = None
+    step = on_step or (lambda name: None)
     try:
+        step("scanning")
         scanned = walk.scan(root, exclude, skip_paths=(tmp_path, dest), reserved_names=(MANIFEST_NAME,))
+        step("archiving")
         sink = _HashingFileSink(fd)
         chain = background = _BackgroundSink(sink)
         if encryption is not None:
@@ -337,6 +344,7 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
             raise EngineError(DESTINATION_EXISTS, "A file already exists at the backup path", path=dest)
         os.replace(tmp_path, dest)
         _fsync_dir(dest_dir)
+        step("renamed")
     except BaseException as exc:
         if compressor is not None:
             compressor.abort()

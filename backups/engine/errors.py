@@ -15,6 +15,10 @@ INVALID_ENCRYPTION_KEY = "INVALID_ENCRYPTION_KEY"
 INVALID_SETTING = "INVALID_SETTING"
 DESTINATION_EXISTS = "DESTINATION_EXISTS"
 BACKUP_NOT_FOUND = "BACKUP_NOT_FOUND"
+IO_ERROR = "IO_ERROR"
+ALL_CODES = (DECRYPTION_FAILED, BACKUP_CORRUPTED, SERVER_DIRECTORY_NOT_FOUND, PERMISSION_DENIED,
+             INSUFFICIENT_DISK_SPACE, UNSAFE_ARCHIVE, INVALID_ENCRYPTION_KEY, INVALID_SETTING,
+             DESTINATION_EXISTS, BACKUP_NOT_FOUND, IO_ERROR)
 
 
 class EngineError(Exception):
@@ -45,4 +49,4 @@ def from_os_error(exc: OSError, *, path: str | None = None) -> EngineError:
         return EngineError(PERMISSION_DENIED, "Permission denied", path=where)
     if exc.errno == errno.ENOENT:
         return EngineError(BACKUP_NOT_FOUND, "File not found", path=where)
-    return EngineError("IO_ERROR", exc.strerror or str(exc), path=where)
+    return EngineError(IO_ERROR, exc.strerror or str(exc), path=where)

@@ -169,7 +169,7 @@ class _SafeExtractor:
             raise EngineError(BACKUP_CORRUPTED, "symlinks differ from the manifest")
 
 
-def extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> ExtractResult:
+def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult:
     """Extract a backup into a new folder beside ``target_dir``.
 
     The staging folder is ``<parent>/.<name>.restore-<random>``, on the same
@@ -180,7 +180,10 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> Extr
     extracted under the same safety rules, unchecked (``manifest_checked``
     False). On any failure the staging folder is removed and ``EngineError``
     raised (UNSAFE_ARCHIVE, BACKUP_CORRUPTED, DECRYPTION_FAILED,
-    INSUFFICIENT_DISK_SPACE, PERMISSION_DENIED).
+    INSUFFICIENT_DISK_SPACE, PERMISSION_DENIED). ``on_staging(path)`` hears
+    the staging folder's path as soon as it exists, before anything is
+    written to it, so a caller can record it (a crash mid-extraction must not
+    leave an unknown folder behind).
     """
     started = time.monotonic()
     target = os.path.abspath(os.fspath(target_dir))
@@ -192,6 +195,8 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None) -> Extr
     except OSError as exc:
         raise from_os_error(exc, path=parent) from exc
     try:
+        if on_staging is not None:
+            on_staging(staging)
         with ArchiveStream(path, keyring=keyring, progress=progress) as stream:
             if stream.format.encrypted and not keyring:
                 raise EngineError(DECRYPTION_FAILED, "Backup is encrypted and no key or password was given")
@@ -230,42 +235,53 @@ def _free_sibling(target: str, label: str) -> str:
             return candidate
 
 
-def swap_into_place(staging, target) -> str | None:
+def swap_into_place(staging, target, *, before_rename=None, label: str = "previous") -> str | None:
     """Rename ``target`` aside and ``staging`` onto it; returns where the old folder went.
 
     Both must be in the same directory (same filesystem: renames, no copies).
     Returns None when there was nothing at ``target``. If the second rename
-    fails the first is undone before re-raising.
+    fails the first is undone before re-raising. ``before_rename(source,
+    destination)``, if given, is called before each rename, so a caller can
+    record its intent durably first (a crash between the two renames is then
+    repairable). The folder moved aside is ``.<name>.<label>-<random>``.
     """
     staging, target = os.path.abspath(os.fspath(staging)), os.path.abspath(os.fspath(target))
     if os.path.dirname(staging) != os.path.dirname(target):
         raise EngineError(INVALID_SETTING, "Staging folder must be beside the target", path=staging)
+    intent = before_rename or (lambda source, destination: None)
     previous = None
     if os.path.lexists(target):
-        previous = _free_sibling(target, "previous")
+        previous = _free_sibling(target, label)
+        intent(target, previous)
         os.rename(target, previous)
     try:
+        intent(staging, target)
         os.rename(staging, target)
     except BaseException:
-        if previous is not None:
+        if previous is not None and not os.path.lexists(target):
+            intent(previous, target)
             os.rename(previous, target)
         raise
     _fsync_dir(os.path.dirname(target))
     return previous
 
 
-def rollback_swap(target, previous_path) -> str | None:
+def rollback_swap(target, previous_path, *, before_rename=None) -> str | None:
     """Undo ``swap_into_place``: put ``previous_path`` back at ``target``.
 
     The restored folder now at ``target`` is renamed aside (not deleted) and
     its new path returned so the caller can inspect or remove it.
+    ``before_rename`` is called before each rename, as in ``swap_into_place``.
     """
     target = os.path.abspath(os.fspath(target))
+    intent = before_rename or (lambda source, destination: None)
     moved = None
     if os.path.lexists(target):
         moved = _free_sibling(target, "failed-restore")
+        intent(target, moved)
         os.rename(target, moved)
     if previous_path is not None:
+        intent(previous_path, target)
         os.rename(previous_path, target)
     _fsync_dir(os.path.dirname(target))
     return moved

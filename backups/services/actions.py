@@ -1,5 +1,6 @@
 """Per-backup actions: verify again, lock/unlock, delete."""
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -7,7 +8,7 @@ from backups import engine, events, storage
 from backups.alerts import alert_open, owner_emails
 from backups.models import BackupRecord, BackupSettings
 from backups.services import config as config_service
-from backups.services.runs import verification_dict
+from backups.services import lifecycle
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
@@ -21,12 +22,19 @@ def _require_file(record: BackupRecord):
 def backup_verify_request(*, record: BackupRecord, actor, request=None, source: str = "api") -> BackupRecord:
     """Queues a verification on the worker that sits on the backup's disk: it
     reads the whole archive, which is no work for a web process."""
-    from backups import tasks
-
     _require_file(record)
-    transaction.on_commit(lambda: tasks.enqueue_verify(record))
+    queue = record.server.node if record.server_id else settings.MCSITE_NODE
+    transaction.on_commit(lambda: lifecycle.send_task("verify_backup", kwargs={"backup_id": record.pk}, queue=queue))
     audit(actor=actor, action="backup.verify", obj=record, request=request, source=source)
     return record
+
+
+def backup_verify_by_id(*, backup_id: int) -> BackupRecord | None:
+    """The verify task's entry: the record may have been deleted since it was queued."""
+    record = BackupRecord.objects.filter(pk=backup_id).first()
+    if record is None or record.status == BackupRecord.Status.DELETED:
+        return None
+    return backup_verify(record=record)
 
 
 def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, progress=None, actor=None,
@@ -39,21 +47,15 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
         check_world=settings_row.verify_world,
         restore_test=settings_row.restore_test if restore_test is None else restore_test, progress=progress,
     )
-    now = timezone.now()
-    BackupRecord.objects.filter(pk=record.pk).update(
-        verification=verification_dict(report), verified_at=now, verification_passed=report.ok,
-        quality_score=report.quality_score, quality_level=report.quality_level,
-        world_name=report.world_name or record.world_name,
-        minecraft_version=report.minecraft_version or record.minecraft_version,
-    )
+    BackupRecord.objects.filter(pk=record.pk).update(**lifecycle.verification_fields(report, keep_world_of=record))
     record.refresh_from_db()
     if actor is not None:
         audit(actor=actor, action="backup.verify", obj=record, source=source,
               outcome="success" if report.ok else "failure", detail={"quality_score": report.quality_score})
     if not report.ok:
-        failed = [n for n, m in report.to_dict().get("methods", {}).items() if not m.get("ok") and not m.get("skipped")]
+        failed = lifecycle.failed_methods(record.verification)
         server = record.server
-        if {"checksum", "archive_integrity"} & set(failed):
+        if lifecycle.is_corrupt(record.verification):
             events.log_event("corruption_detected", server=server, backup=record, methods=",".join(failed))
             alert_open(kind="corruption", subject=f"backup:{record.pk}", title=f"Corrupt backup {record.filename}",
                        body=f"{record.filename} of {record.server_name} failed {', '.join(failed)}.",

@@ -7,15 +7,21 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
 from backups import events, scheduling, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails, server_subject
-from backups.models import BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
-from backups.services.retention import disk_usage_percent
-from backups.services.runs import stale_cutoff
+from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
+from backups.services import lifecycle
+from backups.services.lifecycle import stale_cutoff
+from backups.services.restore_run import restore_recover
+from backups.services.retention import disk_usage_percent, retention_sweep
 from mcsite.errors import ErrorCode
+from servers import control
+from servers.models import Server
+from servers.rcon import RconClient, RconError
 
 logger = logging.getLogger("mcsite.backups")
 
@@ -24,79 +30,85 @@ PARTIAL_PREFIX = ".partial-"
 
 
 def reap_stale_runs(*, now=None) -> dict:
-    """Ends runs whose worker stopped beating as WORKER_LOST, removes what
-    they left half-written, and starts servers a dead backup had stopped."""
-    from backups.services.restores import restore_recover
-
+    """Ends runs whose worker stopped beating as WORKER_LOST, and has what
+    they left put right where it lives — on the server's node: half-written
+    files removed, servers a dead backup had stopped started, saving turned
+    back on, restored folders recovered from their recorded steps."""
     now = now or timezone.now()
     cutoff = now - stale_cutoff()
     reaped = {"backups": 0, "restores": 0, "servers_started": 0}
     stale = BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, heartbeat_at__lt=cutoff)
     never_started = BackupRecord.objects.filter(status=BackupRecord.Status.QUEUED, created_at__lt=now - QUEUED_TOO_LONG)
     for record in list(stale.select_related("server")) + list(never_started.select_related("server")):
+        running = record.status == BackupRecord.Status.RUNNING
         message = ("The worker running this backup stopped (killed or crashed); no file was kept"
-                   if record.status == BackupRecord.Status.RUNNING else "The backup was queued but never started")
-        ended = BackupRecord.objects.filter(pk=record.pk, status=record.status).update(
-            status=BackupRecord.Status.FAILED, error_code=ErrorCode.WORKER_LOST.value, error_message=message,
-            finished_at=now, phase="failed",
-        )
-        if not ended:
+                   if running else "The backup was queued but never started")
+        if not lifecycle.end(record, status=BackupRecord.Status.FAILED, code=ErrorCode.WORKER_LOST, message=message,
+                             only_from=(record.status,), locked=False):
             continue
         reaped["backups"] += 1
-        storage.remove_backup_file(record)
-        record.refresh_from_db()
-        events.log_event("backup_failed", server=record.server, backup=record, code="WORKER_LOST", error=message)
-        if record.server is not None:  # a lost backup is a failed backup (SPEC §9)
-            alert_open(kind="backup_failed", subject=server_subject(record.server),
-                       title=f"Backup of {record.server.name} failed", body=f"WORKER_LOST: {message}",
-                       recipients_extra=owner_emails(record.server))
-        if record.server is not None and record.server_stopped_by_backup:
-            if on_node(record.server, "start_server_after_lost_run",
+        server = record.server
+        events.log_event("backup_failed", server=server, backup=record, code="WORKER_LOST", error=message)
+        if server is None:
+            storage.remove_backup_file(record)
+            continue
+        if record.storage_path:
+            on_node(server, "remove_lost_backup_file", backup_id=record.pk)
+        if record.trigger != BackupRecord.Trigger.SAFETY:  # a lost backup is a failed backup (SPEC §9)
+            alert_open(kind="backup_failed", subject=server_subject(server),
+                       title=f"Backup of {server.name} failed", body=f"WORKER_LOST: {message}",
+                       recipients_extra=owner_emails(server))
+        if record.server_stopped_by_backup:
+            if on_node(server, "start_server_after_lost_run",
                        reason=f"backup {record.pk} stopped it and its worker died"):
                 reaped["servers_started"] += 1
             BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False)
-        if record.server is not None and record.saves_paused:
-            on_node(record.server, "resume_saves")
+        if record.saves_paused:
+            on_node(server, "resume_saves")
             BackupRecord.objects.filter(pk=record.pk).update(saves_paused=False)
-    for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING, heartbeat_at__lt=cutoff):
-        if restore_recover(restore=restore, now=now):
-            reaped["restores"] += 1
+    for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING,
+                                                 heartbeat_at__lt=cutoff).select_related("server"):
+        if restore.server.node == settings.MCSITE_NODE:
+            reaped["restores"] += restore_recover(restore_id=restore.pk, stale_before=cutoff)
+        elif RestoreRequest.objects.filter(pk=restore.pk, status=RestoreRequest.Status.RUNNING,
+                                           heartbeat_at__lt=cutoff).update(phase="recovery_sent", heartbeat_at=now):
+            # Sent again after another silent period if that node's worker is down too.
+            lifecycle.send_task("recover_restore", kwargs={"restore_id": restore.pk}, queue=restore.server.node)
     for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.QUEUED,
                                                  created_at__lt=now - QUEUED_TOO_LONG):
-        if RestoreRequest.objects.filter(pk=restore.pk, status=RestoreRequest.Status.QUEUED).update(
-                status=RestoreRequest.Status.FAILED, error_code=ErrorCode.WORKER_LOST.value, finished_at=now,
-                error_message="The restore was queued but never started; nothing was changed", phase="failed"):
+        if lifecycle.end(restore, status=RestoreRequest.Status.FAILED, code=ErrorCode.WORKER_LOST,
+                         message="The restore was queued but never started; nothing was changed",
+                         only_from=(RestoreRequest.Status.QUEUED,)):
             reaped["restores"] += 1
             events.log_event("restore_failed", server=restore.server, restore_id=restore.pk, code="WORKER_LOST")
-    remove_orphaned_partials(older_than=now - stale_cutoff())
-    from django.conf import settings
-
-    from backups import tasks
-    from servers.models import Server
-
+    remove_orphaned_partials(older_than=cutoff)
     for node in set(Server.objects.values_list("node", flat=True)) - {settings.MCSITE_NODE}:
-        tasks.sweep_partial_files.apply_async(queue=node)  # each host cleans its own disk
+        lifecycle.send_task("sweep_partial_files", kwargs={}, queue=node)  # each host cleans its own disk
     return reaped
 
 
 def on_node(server, action: str, **kwargs) -> bool:
     """Runs a server-side action where the server lives: here when this
     process serves the server's node, else as a task on that node's queue
-    (its folder and process are on that host, not on the reaper's)."""
-    from django.conf import settings
-
+    (its folder, process and disk are on that host, not on the reaper's)."""
     if server.node == settings.MCSITE_NODE:
         return bool(_LOCAL_ACTIONS[action](server, **kwargs))
-    from backups import tasks
-
-    getattr(tasks, action).apply_async(kwargs={"server_id": server.pk, **kwargs}, queue=server.node)
+    lifecycle.send_task(action, kwargs={"server_id": server.pk, **kwargs}, queue=server.node)
     return False
 
 
-def start_server(server, *, reason: str) -> bool:
-    from servers import control
-    from servers.models import Server
+def run_on_this_node(action: str, *, server_id: int, **kwargs):
+    """The task side of on_node."""
+    server = Server.objects.filter(pk=server_id).first()
+    return _LOCAL_ACTIONS[action](server, **kwargs) if server is not None else None
 
+
+def remove_lost_backup_file(server, *, backup_id: int) -> bool:
+    record = BackupRecord.objects.filter(pk=backup_id, status=BackupRecord.Status.FAILED).first()
+    return record is not None and storage.remove_backup_file(record)
+
+
+def start_server(server, *, reason: str) -> bool:
     spec = server.process_spec()
     try:
         if control.find_process(spec) is not None:
@@ -114,9 +126,6 @@ def start_server(server, *, reason: str) -> bool:
 
 def saves_back_on(server) -> None:
     """A live backup's worker died between save-off and save-on: turn saving on."""
-    from servers import control
-    from servers.rcon import RconClient, RconError
-
     spec = server.process_spec()
     if control.find_process(spec) is None or not spec.rcon_password:
         return
@@ -131,14 +140,22 @@ def saves_back_on(server) -> None:
                    recipients_extra=owner_emails(server))
 
 
-def remove_orphaned_partials(*, older_than) -> int:
+def remove_orphaned_partials(*, older_than=None) -> int:
+    """Half-written archives of runs that are over, on this host's disk.
+    A partial file of a run still queued or running is never touched, how
+    old it is notwithstanding: it is created before the folder scan, which
+    can take minutes on a folder of many files."""
+    older_than = older_than or timezone.now() - stale_cutoff()
+    live = {(f"server-{server_id}", name) for server_id, name in BackupRecord.objects.filter(
+        status__in=ACTIVE_STATUSES).exclude(filename="").values_list("server_id", "filename")}
     removed = 0
-    root = storage.backup_root()
     limit = older_than.timestamp()
-    for folder in root.iterdir():
+    for folder in storage.backup_root().iterdir():
         if not folder.is_dir():
             continue
         for path in folder.glob(f"{PARTIAL_PREFIX}*"):
+            if any((folder.name, name) in live for name in _partial_owners(path.name)):
+                continue
             try:
                 if path.stat().st_mtime < limit:
                     os.unlink(path)
@@ -146,6 +163,12 @@ def remove_orphaned_partials(*, older_than) -> int:
             except FileNotFoundError:
                 continue
     return removed
+
+
+def _partial_owners(partial: str) -> list[str]:
+    """Backup names a partial file may belong to: `.partial-<name>-<random>`."""
+    body = partial[len(PARTIAL_PREFIX):]
+    return [body[:i] for i in range(len(body)) if body[i] == "-"]
 
 
 def disk_check(*, disk_percent: float | None = None) -> float:
@@ -163,8 +186,6 @@ def disk_check(*, disk_percent: float | None = None) -> float:
         else:
             alert_resolve(kind=kind, subject="site")
     if percent >= settings_row.disk_emergency_percent:
-        from backups.services.retention import retention_sweep
-
         retention_sweep(disk_percent=percent)
     return percent
 
@@ -202,4 +223,5 @@ def _succeeded():
     return Q(server__backups__status=BackupRecord.Status.SUCCEEDED)
 
 
-_LOCAL_ACTIONS = {"start_server_after_lost_run": start_server, "resume_saves": saves_back_on}
+_LOCAL_ACTIONS = {"start_server_after_lost_run": start_server, "resume_saves": saves_back_on,
+                  "remove_lost_backup_file": remove_lost_backup_file}

@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 
 from backups.models import BackupRecord
 from backups.services.maintenance import dead_man_check, disk_check
+from backups.services.restore_run import restore_run
 from backups.services.runs import backup_run, backup_trigger
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +100,7 @@ def test_app_log_has_a_line_per_event_naming_server_and_backup(alice, make_serve
     first = take_backup(server)
     second = take_backup(server)
     restore = restores.restore_request(server=server, backup_filename=second.filename, actor=alice, enqueue=False)
-    restores.restore_run(restore_id=restore.pk)
+    restore_run(restore_id=restore.pk)
     BackupRecord.objects.filter(pk=first.pk).update(created_at=first.created_at.replace(year=2000))
     retention_apply(server=server, disk_percent=10)
     path = storage.absolute_path(second.storage_path)

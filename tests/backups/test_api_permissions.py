@@ -35,13 +35,14 @@ def world(alice, make_server, take_backup):
     """Alice's server with a schedule, a real backup and a finished restore."""
     from backups.models import BackupSchedule
     from backups.services import restores, schedules
+    from backups.services.restore_run import restore_run
 
     server = make_server(alice, "alices-secret-world")
     schedules.backup_schedule_create(server=server, data={"schedule_type": "daily", "schedule_time":
                                      BackupSchedule._meta.get_field("schedule_time").to_python("02:00")}, actor=alice)
     record = take_backup(server)
     restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
-    restores.restore_run(restore_id=restore.pk)
+    restore_run(restore_id=restore.pk)
     record.refresh_from_db()
     return {"sid": server.pk, "bid": record.pk, "rid": restore.pk, "filename": record.filename,
             "size": str(record.size_bytes), "sha": record.sha256}

@@ -10,6 +10,7 @@ from django.utils import timezone
 from backups import storage
 from backups.models import BackupRecord, RestoreRequest
 from backups.services import restores
+from backups.services.restore_run import restore_run
 from backups.services.maintenance import QUEUED_TOO_LONG, reap_stale_runs
 
 pytestmark = pytest.mark.django_db
@@ -17,19 +18,17 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.django_db(transaction=True)  # real commits: on_commit runs as in a request
 def test_a_refusing_broker_fails_the_trigger_clearly_and_frees_the_server(alice_api, alice, make_server, monkeypatch):
-    from backups import tasks
-
     server = make_server(alice, world=False)
 
     def refuse(*args, **kwargs):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr(tasks.run_backup, "apply_async", refuse)
+    monkeypatch.setattr("backups.services.lifecycle.send_task", refuse)
     response = alice_api.post(f"/api/backups/{server.pk}/trigger")
     assert response.status_code == 500 and "broker" in response.json()["error"]
     record = BackupRecord.objects.get()
     assert record.status == "failed" and record.error_code == "BACKUP_FAILED"
-    monkeypatch.setattr(tasks.run_backup, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("backups.services.lifecycle.send_task", lambda *a, **k: None)
     assert alice_api.post(f"/api/backups/{server.pk}/trigger").status_code == 202  # not blocked
 
 
@@ -44,7 +43,7 @@ def test_a_safety_backup_that_fails_leaves_no_running_record_nor_file(alice, mak
 
     monkeypatch.setattr(restores.engine, "create_archive", create_then_fail)
     restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
-    restores.restore_run(restore_id=restore.pk)
+    restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
     assert restore.status == "failed" and restore.error_code == "INSUFFICIENT_DISK_SPACE"
     safety = BackupRecord.objects.get(trigger="safety")
@@ -125,7 +124,7 @@ def test_a_refused_trigger_is_audited_and_logged(alice_api, alice, make_server, 
 def test_the_reaper_ends_a_silent_run_removes_its_file_and_starts_the_server(alice, fake_mc):
     """The same repair the integration test proves with a killed worker, here
     without PostgreSQL or Redis: a run whose heartbeat stopped."""
-    from backups.services.runs import stale_cutoff
+    from backups.services.lifecycle import stale_cutoff
     from servers import control
 
     server = fake_mc(alice)  # stopped, as a stop-mode backup would have left it

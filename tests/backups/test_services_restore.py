@@ -11,6 +11,7 @@ import pytest
 from backups import storage
 from backups.models import BackupRecord, RestoreRequest
 from backups.services import restores
+from backups.services.restore_run import restore_run
 from mcsite.errors import DomainError
 from servers import control
 
@@ -29,7 +30,7 @@ def tree(folder: Path, skip=("logs",)) -> dict[str, str]:
 def _restore(server, record, **kwargs):
     restore = restores.restore_request(server=server, backup_filename=record.filename, actor=server.owner,
                                        enqueue=False, **kwargs)
-    restores.restore_run(restore_id=restore.pk)
+    restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
     return restore
 
@@ -63,7 +64,7 @@ def test_rollback_brings_back_the_pre_restore_folder(alice, make_server, take_ba
     assert (server.path / "world" / "level.dat").read_bytes() != b"changed after the backup"
 
     rollback = restores.restore_rollback(restore=restore, actor=alice, enqueue=False)
-    restores.restore_run(restore_id=rollback.pk)
+    restore_run(restore_id=rollback.pk)
     rollback.refresh_from_db()
     assert rollback.status == "succeeded", rollback.error_message
     assert tree(server.path) == changed
@@ -88,7 +89,7 @@ def test_a_failure_after_extraction_leaves_the_original_folder_and_the_server_ru
     def broken_check(target, result):
         raise RuntimeError("injected failure after extraction")
 
-    monkeypatch.setattr(restores, "check_restored_folder", broken_check)
+    monkeypatch.setattr("backups.services.restore_run.check_restored_folder", broken_check)
     restore = _restore(server, record)
     assert restore.status == "failed" and "injected failure" in restore.error_message
     server.refresh_from_db()

@@ -76,7 +76,7 @@ class QueueWorker(threading.Thread):
         from django.db import connections
 
         from backups.models import BackupRecord, RestoreRequest
-        from backups.services.restores import restore_run
+        from backups.services.restore_run import restore_run
         from backups.services.runs import backup_run
 
         for alias, connection in self.shared_connections.items():

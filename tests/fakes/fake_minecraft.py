@@ -268,6 +268,8 @@ class FakeServer:
         with self.state_lock:  # no new writes are queued meanwhile
             if flush:
                 self.io_queue.join()
+            if self.args.read_only_world:
+                return
             with self.world.lock:
                 self.world.write_level_dat()
 
@@ -303,7 +305,7 @@ class FakeServer:
                 print("Exception in server tick loop: fake crash", file=sys.stderr, flush=True)
                 os._exit(1)
             with self.state_lock:
-                if self.saving:
+                if self.saving and not self.args.read_only_world:
                     beat += 1
                     due = time.monotonic() + IO_LAG
                     self.io_queue.put((due, self.world.rewrite_one_chunk))
@@ -407,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hang-rcon", action="store_true")
     parser.add_argument("--crash-after", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--startup-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--read-only-world", action="store_true",
+                        help="never write the world (no autosave, no save at stop): its bytes stay as they are")
     parser.add_argument("nogui", nargs="?", help="accepted and ignored, like the real server")
     args = parser.parse_args(argv)
     server = FakeServer(args)

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from backups import storage
 from backups.models import AlertIncident, BackupRecord
 from backups.services.maintenance import reap_stale_runs
-from backups.services.runs import stale_cutoff
+from backups.services.lifecycle import stale_cutoff
 from servers import control
 from tests.integration.conftest import INTEGRATION, add_bulk, wait_finished, wait_for
 

@@ -133,10 +133,11 @@ def test_verify_queues_a_verification(alice_web, alices_server, take_backup, mon
                                       django_capture_on_commit_callbacks):
     record = take_backup(alices_server)
     queued = []
-    monkeypatch.setattr("backups.tasks.enqueue_verify", queued.append)
+    monkeypatch.setattr("backups.services.lifecycle.send_task",
+                        lambda name, *, kwargs, queue: queued.append((name, kwargs, queue)))
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_web.post(f"/backup/{alices_server.pk}/backups/{record.pk}/verify", follow=True)
-    assert [r.pk for r in queued] == [record.pk]
+    assert queued == [("verify_backup", {"backup_id": record.pk}, alices_server.node)]
     assert "Verification of" in response.content.decode()
     assert AuditEvent.objects.filter(action="backup.verify", source="web").exists()
 

@@ -4,7 +4,7 @@
 import pytest
 
 from backups.models import BackupRecord, RestoreRequest
-from backups.services.restores import restore_run
+from backups.services.restore_run import restore_run
 from mcsite.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from backups.management.lookup import server_arg
 from backups.management.progress import progress_bar
 from backups.models import RestoreRequest
-from backups.services.restores import restore_preview, restore_request, restore_run
+from backups.services.restore_run import restore_run
+from backups.services.restores import restore_preview, restore_request
 from mcsite.errors import DomainError, ErrorCode
 
 

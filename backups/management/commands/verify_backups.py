@@ -11,6 +11,7 @@ from backups import storage
 from backups.management.lookup import server_arg
 from backups.models import BackupRecord
 from backups.services.actions import backup_verify
+from backups.services.lifecycle import failed_methods
 
 
 class Command(BaseCommand):
@@ -40,10 +41,10 @@ class Command(BaseCommand):
                               f"({result.quality_level})")
             if not result.verification_passed:
                 failures += 1
-                for name, method in result.verification.get("methods", {}).items():
-                    if not method.get("ok") and not method.get("skipped"):
-                        for error in method.get("errors", [])[:5]:
-                            self.stdout.write(f"       {name}: {error}")
+                methods = result.verification.get("methods", {})
+                for name in failed_methods(result.verification):
+                    for error in methods[name].get("errors", [])[:5]:
+                        self.stdout.write(f"       {name}: {error}")
         if failures:
             raise CommandError(f"{failures} of {len(records)} backups failed verification", returncode=1)
         self.stdout.write(self.style.SUCCESS(f"All {len(records)} backups verified"))
