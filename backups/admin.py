@@ -259,13 +259,10 @@ class BackupSettingsAdmin(admin.ModelAdmin):
                 key=data.get("new_key") or None, iterations=data["kdf_iterations"], actor=request.user,
                 source="admin",
             )
+            config.settings_checks_set(actor=request.user, source="admin",
+                                       **{field: data[field] for field in config.CHECK_FIELDS})
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            return
-        BackupSettings.objects.filter(pk=obj.pk).update(
-            verify_world=data["verify_world"], restore_test=data["restore_test"],
-            disk_warning_percent=data["disk_warning_percent"], disk_emergency_percent=data["disk_emergency_percent"],
-        )
 
 
 # --- django-celery-beat: its own admin, for superusers only (SPEC §11) ----------

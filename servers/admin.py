@@ -151,10 +151,19 @@ class ServerAdmin(OwnerScopedAdmin):
         return fields
 
     def save_model(self, request, obj, form, change):
-        if not change and (not request.user.is_superuser or not obj.owner_id):
-            obj.owner = request.user
-        super().save_model(request, obj, form, change)
-        self.audit(request, "server.update" if change else "server.create", obj)
+        """Through the server services, like every other front door: a new
+        node moves the schedule's task to that node's queue, and so on."""
+        from servers.services import server_create, server_update
+
+        if change:
+            server = server_update(server=Server.objects.get(pk=obj.pk), data=form.service_data(changed_only=True),
+                                   actor=request.user, request=request, source="admin")
+        else:
+            owner = obj.owner if request.user.is_superuser and obj.owner_id else request.user
+            data = {k: v for k, v in form.service_data().items() if k != "owner"}
+            server = server_create(owner=owner, data=data, actor=request.user, request=request, source="admin")
+            obj.pk, obj._state.adding = server.pk, False
+        obj.refresh_from_db()
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not BackupSchedule:

@@ -63,6 +63,19 @@ class ServerForm(forms.ModelForm):
             raise forms.ValidationError("At most 100 patterns of at most 200 characters each.")
         return patterns
 
+    def service_data(self, *, changed_only: bool = False) -> dict:
+        """The cleaned values as the server services take them: the RCON
+        password only when one was typed (or cleared), and with
+        `changed_only` just the fields the user changed."""
+        data = {k: v for k, v in self.cleaned_data.items() if k not in ("rcon_password", "clear_rcon_password")}
+        if changed_only:
+            data = {k: v for k, v in data.items() if k in self.changed_data}
+        if self.cleaned_data.get("clear_rcon_password"):
+            data["rcon_password"] = ""
+        elif self.cleaned_data.get("rcon_password"):
+            data["rcon_password"] = self.cleaned_data["rcon_password"]
+        return data
+
     def save(self, commit=True):
         server = super().save(commit=False)
         if self.cleaned_data.get("clear_rcon_password"):

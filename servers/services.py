@@ -68,7 +68,11 @@ _EDITABLE = {
 
 def _apply(server: Server, data: dict, actor) -> None:
     for field, value in data.items():
-        if field == "rcon_password":
+        if field == "owner":
+            if not getattr(actor, "is_superuser", False):
+                raise DomainError(ErrorCode.PERMISSION_DENIED, "Only an administrator can give a server to another user")
+            server.owner = value
+        elif field == "rcon_password":
             server.rcon_password = value
         elif field == "directory":
             server.directory = resolve_server_directory(value, exclude_pk=server.pk)
@@ -103,7 +107,7 @@ def server_create(*, owner, data: dict, actor=None, request=None, source: str = 
 @transaction.atomic
 def server_update(*, server: Server, data: dict, actor, request=None, source: str = "api") -> Server:
     _apply(server, data, actor)
-    if "name" in data:
+    if {"name", "owner"} & set(data):
         _check_name_free(owner=server.owner, name=server.name, exclude_pk=server.pk)
     server.save()
     schedule = getattr(server, "backup_schedule", None)

@@ -68,13 +68,6 @@ def server_list(request):
     })
 
 
-def _server_data(form: ServerForm) -> dict:
-    data = {k: v for k, v in form.cleaned_data.items() if k not in ("rcon_password", "clear_rcon_password")}
-    if form.cleaned_data.get("rcon_password"):
-        data["rcon_password"] = form.cleaned_data["rcon_password"]
-    return data
-
-
 def _show_error(form, exc: DomainError) -> None:
     """A service's refusal shown where it belongs: on the field it names, else on top."""
     placed = False
@@ -97,7 +90,7 @@ def server_create(request):
                 # Server and schedule together or not at all: a refused
                 # schedule must not leave a server behind without one.
                 with transaction.atomic():
-                    server = services.server_create(owner=request.user, data=_server_data(form),
+                    server = services.server_create(owner=request.user, data=form.service_data(),
                                                     actor=request.user, request=request, source="web")
                     if backup_form.wants_schedule:
                         backup_schedule_create(server=server, data=backup_form.schedule_data(),

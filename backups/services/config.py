@@ -28,6 +28,30 @@ def settings_compression_set(*, compression: str, actor=None, source: str = "pyt
     return config
 
 
+CHECK_FIELDS = ("verify_world", "restore_test", "disk_warning_percent", "disk_emergency_percent")
+
+
+def settings_checks_set(*, actor=None, source: str = "python", **values) -> BackupSettings:
+    """Verification methods and disk thresholds (80 % warning, 90 % emergency by default)."""
+    unknown = set(values) - set(CHECK_FIELDS)
+    if unknown:
+        raise _invalid(sorted(unknown)[0], f"Unknown setting {sorted(unknown)[0]!r}")
+    for field in ("disk_warning_percent", "disk_emergency_percent"):
+        if field in values and not (isinstance(values[field], int) and 1 <= values[field] <= 100):
+            raise _invalid(field, "A percentage between 1 and 100")
+    warning = values.get("disk_warning_percent", BackupSettings.load().disk_warning_percent)
+    emergency = values.get("disk_emergency_percent", BackupSettings.load().disk_emergency_percent)
+    if warning > emergency:
+        raise _invalid("disk_warning_percent", "The warning threshold must not be above the emergency one")
+    with transaction.atomic():
+        config = BackupSettings.objects.select_for_update().get(pk=BackupSettings.load().pk)
+        for field, value in values.items():
+            setattr(config, field, value)
+        config.save(update_fields=[*values, "updated_at"])
+        audit(actor=actor, action="settings.checks", obj=config, source=source, detail=dict(values))
+    return config
+
+
 def settings_encryption_set(
     *, enabled: bool, password: str | None = None, key: str | None = None, iterations: int | None = None,
     actor=None, source: str = "python",

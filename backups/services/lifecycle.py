@@ -94,7 +94,7 @@ def classify(exc: BaseException, *, restore: bool = False) -> tuple[ErrorCode, s
         if code is None:
             logger.error("unmapped_engine_code %s", exc.code)
             code = ErrorCode.INTERNAL_ERROR
-        message = _ENGINE_PREFIX.get(exc.code, "") + exc.message + (f" ({exc.path})" if exc.path else "")
+        message = _ENGINE_PREFIX.get(exc.code, "") + exc.message + (f" ({_where(exc.path)})" if exc.path else "")
     elif isinstance(exc, ServerControlError):
         code, message = ErrorCode.SERVER_CONTROL_FAILED, str(exc)
     elif isinstance(exc, PermissionError):
@@ -111,6 +111,12 @@ def classify(exc: BaseException, *, restore: bool = False) -> tuple[ErrorCode, s
     if restore and code == ErrorCode.BACKUP_FAILED:
         code = ErrorCode.RESTORE_FAILED
     return code, scrub_paths(message)[:2000]
+
+
+def _where(path: str) -> str:
+    """A file named in a message: relative to mcsite's folders, else just its name."""
+    scrubbed = scrub_paths(str(path))
+    return os.path.basename(scrubbed) if scrubbed.startswith("/") else scrubbed
 
 
 # --- sending tasks ----------------------------------------------------------------

@@ -167,3 +167,30 @@ def test_live_mode_backup_keeps_the_server_running_and_turns_saving_back_on(cele
              message="the fake to write its world again (saving on)")
     with server.fake.rcon() as rcon:
         assert rcon.command("save-on").strip() == "Saving is already turned on"
+
+
+def test_a_workers_thread_count_is_unchanged_after_five_encrypted_backups(celery_site, alice, alice_api,
+                                                                         make_server):
+    """Each encrypted backup used to leave one writer thread alive in the
+    worker process for good (workers are never recycled)."""
+    import psutil
+
+    from backups.engine import generate_key
+    from backups.services import config
+
+    config.settings_encryption_set(enabled=True, key=generate_key(), actor=alice)
+    server = make_server(alice, world=False)
+    worker = celery_site.start_worker()
+
+    def pool_threads() -> int:
+        children = psutil.Process(worker.pid).children(recursive=True)
+        assert len(children) == 1, "one prefork child (concurrency 1)"
+        return children[0].num_threads()
+
+    first = wait_finished(trigger(alice_api, server))  # the pool child has done one of each step
+    assert first.status == "succeeded" and first.encrypted, first.error_message
+    before = pool_threads()
+    for _ in range(5):
+        record = wait_finished(trigger(alice_api, server))
+        assert (record.status, record.encrypted) == ("succeeded", True), record.error_message
+    assert pool_threads() == before

@@ -1,6 +1,8 @@
 """Django admin: a staff owner sees and changes only their own servers;
 superusers see all; anonymous users are sent to the login page."""
 
+import datetime as dt
+
 import pytest
 
 from mcsite.models import AuditEvent
@@ -75,3 +77,32 @@ def test_audit_log_is_read_only_and_for_admins_only(client, alice, admin_user, t
     client.force_login(admin_user)
     assert client.get("/admin/mcsite/auditevent/").status_code == 200
     assert client.get("/admin/mcsite/auditevent/add/").status_code == 403
+
+
+def test_changing_a_servers_node_in_the_admin_moves_its_schedule_to_that_queue(client, admin_user, alice,
+                                                                               make_server):
+    """Admin changes go through server_update like the API's: the schedule's
+    task follows the server to its new node (it used to stay on the old queue)."""
+    from django_celery_beat.models import PeriodicTask
+
+    from backups.services import backup_schedule_create
+
+    server = make_server(alice, "moving", world=False)
+    schedule = backup_schedule_create(server=server, data={"schedule_type": "daily", "schedule_time": dt.time(3, 0)},
+                                      actor=alice)
+    client.force_login(admin_user)
+    page = client.get(f"/admin/servers/server/{server.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update({"node": "game-host-b", "exclude_patterns": "logs/",
+                 "backup_schedule-TOTAL_FORMS": "1", "backup_schedule-INITIAL_FORMS": "1",
+                 "backup_schedule-MIN_NUM_FORMS": "0", "backup_schedule-MAX_NUM_FORMS": "1",
+                 "backup_schedule-0-id": schedule.pk, "backup_schedule-0-server": server.pk,
+                 "backup_schedule-0-schedule_type": "daily", "backup_schedule-0-schedule_time": "03:00",
+                 "backup_schedule-0-retention_days": schedule.retention_days, "backup_schedule-0-enabled": "on"})
+    response = client.post(f"/admin/servers/server/{server.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    server.refresh_from_db()
+    assert server.node == "game-host-b"
+    assert PeriodicTask.objects.get(pk=schedule.periodic_task_id).queue == "game-host-b"
+    assert AuditEvent.objects.filter(action="server.update", source="admin", actor=admin_user).count() == 1
