@@ -85,5 +85,6 @@ def recover_restore(restore_id: int) -> bool:
 
 @shared_task(ignore_result=True)
 def sweep_partial_files() -> int:
-    """Removes half-written files of dead runs on this node's own disk."""
+    """Removes half-written files and restore leftovers of dead runs on this node's own disk."""
+    maintenance.remove_restore_leftovers()
     return maintenance.remove_orphaned_partials()

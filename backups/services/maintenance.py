@@ -4,6 +4,8 @@ schedule's period")."""
 
 import logging
 import os
+import shutil
+from glob import escape as glob_escape
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,6 +84,7 @@ def reap_stale_runs(*, now=None) -> dict:
             reaped["restores"] += 1
             events.log_event("restore_failed", server=restore.server, restore_id=restore.pk, code="WORKER_LOST")
     remove_orphaned_partials(older_than=cutoff)
+    remove_restore_leftovers(older_than=cutoff)
     for node in set(Server.objects.values_list("node", flat=True)) - {settings.MCSITE_NODE}:
         lifecycle.send_task("sweep_partial_files", kwargs={}, queue=node)  # each host cleans its own disk
     return reaped
@@ -162,6 +165,40 @@ def remove_orphaned_partials(*, older_than=None) -> int:
                     removed += 1
             except FileNotFoundError:
                 continue
+    return removed
+
+
+LEFTOVER_LABELS = ("restore", "failed-restore")  # a half extraction; a restored folder nobody checked
+
+
+def remove_restore_leftovers(*, older_than=None) -> list[str]:
+    """Folders a restore leaves beside a server folder of this node when its
+    recovery could not run (mcsite versions before recorded staging
+    folders): `.<name>.restore-*` is a half extraction and
+    `.<name>.failed-restore-*` a restored folder that never passed its check.
+    Neither holds anything that is not in a backup. A folder of a server
+    whose restore is still active is left alone, and so is a
+    `.<name>.pre-restore-*` folder, which may be the only copy of a world:
+    it is logged (restore_leftover_kept) for an administrator to look at."""
+    limit = (older_than or timezone.now() - stale_cutoff()).timestamp()
+    busy = set(RestoreRequest.objects.filter(status__in=ACTIVE_STATUSES).values_list("server_id", flat=True))
+    removed = []
+    for server in Server.objects.filter(node=settings.MCSITE_NODE).exclude(pk__in=busy):
+        parent, name = server.path.parent, server.path.name
+        for folder in parent.glob(f".{glob_escape(name)}.*-*"):
+            label = folder.name[len(name) + 2:].rsplit("-", 1)[0]
+            try:
+                if not folder.is_dir() or folder.is_symlink() or folder.stat().st_mtime >= limit:
+                    continue
+            except FileNotFoundError:
+                continue
+            if label in LEFTOVER_LABELS:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+                logger.warning("restore_leftover_removed server_id=%s folder=%s", server.pk, folder.name)
+            elif label in ("pre-restore", "previous"):
+                logger.warning("restore_leftover_kept server_id=%s folder=%s (may hold the only copy of a world)",
+                               server.pk, folder.name)
     return removed
 
 

@@ -198,3 +198,23 @@ def test_a_backup_finished_after_the_reaper_gave_up_on_it_keeps_no_file(alice, m
     record = backup_run(backup_id=record.pk)
     assert (record.status, record.error_code) == ("failed", "WORKER_LOST")
     assert not list(storage.server_backup_dir(server.pk).iterdir())
+
+
+def test_the_reaper_removes_unrecorded_restore_leftovers_but_keeps_a_moved_aside_world(alice, make_server,
+                                                                                      caplog):
+    server = make_server(alice, world=False)
+    parent = server.path.parent
+    staging = parent / f".{server.path.name}.restore-a1b2c3d4"
+    unchecked = parent / f".{server.path.name}.failed-restore-0f0f0f0f"
+    old_world = parent / f".{server.path.name}.pre-restore-12345678"
+    others = parent / ".someone-else.restore-99999999"  # not a folder of this server's
+    for folder in (staging, unchecked, old_world, others):
+        folder.mkdir()
+        (folder / "level.dat").write_bytes(b"x")
+        old = (timezone.now() - dt.timedelta(hours=1)).timestamp()
+        os.utime(folder, (old, old))
+
+    reap_stale_runs()
+    assert not staging.exists() and not unchecked.exists()
+    assert old_world.exists() and others.exists()
+    assert "restore_leftover_kept" in caplog.text
