@@ -13,12 +13,15 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from tests.backups.conftest import fake_mc  # noqa: F401  (fixture)
 from tests.conftest import redis_url
@@ -41,6 +44,16 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, message: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
         time.sleep(interval)
+
+
+def next_whole_minute(margin: timedelta = timedelta(seconds=10)) -> datetime:
+    """The next HH:MM:00 in MCSITE_TIME_ZONE that is at least `margin` away
+    (what a daily schedule made now can be set to and still fire)."""
+    now = timezone.now().astimezone(ZoneInfo(settings.MCSITE_TIME_ZONE))
+    minute = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    while minute - now < margin:
+        minute += timedelta(minutes=1)
+    return minute
 
 
 def integration_broker_url() -> str:
@@ -99,10 +112,12 @@ class CelerySite:
         assert proc.poll() is None, f"celery {name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}"
         return proc
 
-    def start_worker(self, queue: str = "default", name: str = "worker") -> subprocess.Popen:
+    def start_worker(self, queue: str = "default", name: str = "worker",
+                     concurrency: int = 1) -> subprocess.Popen:
+        """`make run` uses MCSITE_WORKER_CONCURRENCY (2); one process keeps most tests deterministic."""
         node = f"itest-{uuid.uuid4().hex[:8]}@%h"
-        return self._start(name, ["worker", "-Q", queue, "--concurrency", "1", "-l", "info", "-n", node,
-                                      "--without-gossip", "--without-mingle"], ready=" ready.")
+        return self._start(name, ["worker", "-Q", queue, "--concurrency", str(concurrency), "-l", "info",
+                                  "-n", node, "--without-gossip", "--without-mingle"], ready=" ready.")
 
     def start_beat(self) -> subprocess.Popen:
         return self._start("beat", ["beat", "-l", "info", "--max-interval", "2",

@@ -3,25 +3,16 @@ into a real worker, and disabling it reaches the running beat (issue #5)."""
 
 import re
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from backups.models import BackupRecord
-from tests.integration.conftest import INTEGRATION, wait_finished, wait_for
+from tests.integration.conftest import INTEGRATION, next_whole_minute, wait_finished, wait_for
 
 pytestmark = INTEGRATION
 
 MARGIN = timedelta(seconds=10)  # beat looks at the database every 2 s (--max-interval 2)
-
-
-def next_whole_minute() -> datetime:
-    """The next HH:MM:00 in MCSITE_TIME_ZONE that is at least MARGIN away."""
-    now = timezone.now().astimezone(ZoneInfo(settings.MCSITE_TIME_ZONE))
-    minute = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    return minute if minute - now >= MARGIN else minute + timedelta(minutes=1)
 
 
 def test_schedule_fires_once_then_disabling_it_stops_beat_without_a_restart(celery_site, alice, alice_api,
