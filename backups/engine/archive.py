@@ -58,6 +58,19 @@ class ArchiveResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def warnings(self, listed: int = 10) -> list[str]:
+        """What a user should hear about this archive, one line each: files
+        that changed or vanished while being read, entries not archived."""
+        out = []
+        if self.changed_files:
+            out.append(f"{len(self.changed_files)} file(s) changed while being read: "
+                       + ", ".join(f"{c['path']} ({c['reason']})" for c in self.changed_files[:listed]))
+        if self.vanished_files:
+            out.append(f"{len(self.vanished_files)} file(s) vanished while being read: "
+                       + ", ".join(self.vanished_files[:listed]))
+        out += [f"not archived: {s['path']} ({s['reason']})" for s in self.skipped[:listed]]
+        return out
+
 
 class _HashingFileSink:
     """The end of the pipeline: hashes the stored bytes and writes them to ``fd``."""

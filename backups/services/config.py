@@ -126,6 +126,20 @@ def decryption_keyring(config: BackupSettings | None = None) -> Keyring:
     return Keyring(specs)
 
 
+def encryption_spec_for(record, config: BackupSettings | None = None) -> EncryptionSpec | None:
+    """The secret a queued encrypted backup was promised (by its key
+    fingerprint): the current one, or one kept in the keyring since."""
+    if not record.encrypted:
+        return None
+    config = config or BackupSettings.load()
+    spec = current_encryption_spec(config)
+    if spec is None or spec.fingerprint != record.key_fingerprint:
+        spec = next((s for s in decryption_keyring(config).specs if s.fingerprint == record.key_fingerprint), None)
+    if spec is None:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "The encryption secret of this backup is no longer configured")
+    return spec
+
+
 def effective_options(schedule=None, config: BackupSettings | None = None) -> tuple[str, EncryptionSpec | None]:
     """Compression and encryption for the next backup: the schedule's own
     choice where it has one, else the site's."""

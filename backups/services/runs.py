@@ -117,7 +117,7 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
     exclude = () if safety else (server.exclude_patterns or ())
     source_bytes = backup_precheck(server=server, exclude=exclude)
     settings_row = BackupSettings.load()
-    spec = _encryption_spec(record, settings_row)
+    spec = config_service.encryption_spec_for(record, settings_row)
     dest = _destination(record, server)
     # Named before it is written: whoever ends this record can remove its file,
     # and the reaper knows the partial file is a live run's.
@@ -174,18 +174,6 @@ def _crash_once_written(progress):
     return wrapped
 
 
-def _encryption_spec(record: BackupRecord, settings_row):
-    if not record.encrypted:
-        return None
-    spec = config_service.current_encryption_spec(settings_row)
-    if spec is None or spec.fingerprint != record.key_fingerprint:
-        spec = next((s for s in config_service.decryption_keyring(settings_row).specs
-                     if s.fingerprint == record.key_fingerprint), None)
-    if spec is None:
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "The encryption secret of this backup is no longer configured")
-    return spec
-
-
 def _destination(record: BackupRecord, server: Server) -> Path:
     """server_backup_YYYYMMDD_HHMMSS<suffix>, UTC, unique per server."""
     folder = storage.server_backup_dir(server.pk)
@@ -205,7 +193,7 @@ def _finish(record, server, result, report, *, duration: float) -> None:
     fields.update(
         size_bytes=result.size_bytes, sha256=result.sha256, md5=result.md5, file_count=result.file_count,
         duration_seconds=round(duration, 3), progress_bytes=result.total_bytes, source_bytes=result.total_bytes,
-        warnings=_archive_warnings(result),
+        warnings=result.warnings(),
     )
     if lifecycle.is_corrupt(fields["verification"]):
         ended = lifecycle.end(record, status=BackupRecord.Status.FAILED, code=ErrorCode.BACKUP_CORRUPTED,
@@ -222,20 +210,6 @@ def _finish(record, server, result, report, *, duration: float) -> None:
         BackupRecord.objects.filter(pk=record.pk).update(locked=False)
         storage.remove_backup_file(record)  # an unverifiable rollback point is no rollback point
     _report_outcome(record, server)
-
-
-def _archive_warnings(result) -> list[str]:
-    warnings = []
-    if result.changed_files:
-        warnings.append(f"{len(result.changed_files)} file(s) changed while being read: "
-                        + ", ".join(item["path"] if isinstance(item, dict) else str(item)
-                                    for item in result.changed_files[:10]))
-    if result.vanished_files:
-        warnings.append(f"{len(result.vanished_files)} file(s) vanished while being read: "
-                        + ", ".join(result.vanished_files[:10]))
-    for item in getattr(result, "skipped", [])[:10]:
-        warnings.append(f"skipped: {item}")
-    return warnings
 
 
 def _report_outcome(record: BackupRecord, server: Server) -> None:

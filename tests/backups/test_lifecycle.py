@@ -218,3 +218,26 @@ def test_the_reaper_removes_unrecorded_restore_leftovers_but_keeps_a_moved_aside
     assert not staging.exists() and not unchecked.exists()
     assert old_world.exists() and others.exists()
     assert "restore_leftover_kept" in caplog.text
+
+
+def test_a_backup_whose_files_changed_while_read_succeeds_and_says_which(alice, make_server, monkeypatch):
+    """The warnings used to be joined as strings while the engine reports
+    dicts: any backup with a changed, vanished or skipped file crashed."""
+    from backups import engine
+
+    server = make_server(alice, world=False)
+    real_create = engine.create_archive
+
+    def create(*args, **kwargs):
+        result = real_create(*args, **kwargs)
+        result.changed_files.append({"path": "world/region/r.0.0.mca", "reason": "file changed while being read"})
+        result.skipped.append({"path": "server.sock", "reason": "socket not archived"})
+        return result
+
+    monkeypatch.setattr(engine, "create_archive", create)
+    record = backup_run(backup_id=backup_trigger(server=server, actor=alice, enqueue=False).pk)
+    assert record.status == "succeeded", record.error_message
+    assert record.warnings == [
+        "1 file(s) changed while being read: world/region/r.0.0.mca (file changed while being read)",
+        "not archived: server.sock (socket not archived)",
+    ]
