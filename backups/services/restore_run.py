@@ -74,7 +74,7 @@ class _Run:
         try:
             self._execute()
         except BaseException as exc:  # noqa: BLE001 — every way out must leave the old files in place
-            outcome = recover_folder(self.target, self.restore.steps, log=self.step)
+            outcome = repair(self.server, self.restore.steps, log_step=self.step, log=self._log)
             start_again(self.server, self.was_running, log=self._log)
             self._fail(exc, outcome)
             if not isinstance(exc, Exception):
@@ -174,6 +174,16 @@ def _crash_once_read(progress):
     return wrapped
 
 
+def repair(server: Server, steps: list, *, log_step, log) -> str:
+    """recover_folder for a server: one started on restored files that were
+    never committed is stopped first, so the old folder goes back under a
+    stopped server (and is started again by the caller)."""
+    names = {e.get("step") for e in steps}
+    if "started" in names and "committed" not in names:
+        control.stop(server.process_spec(), log)
+    return recover_folder(server.path, steps, log=log_step)
+
+
 def recover_folder(target: Path, steps: list, log=None) -> str:
     """Puts the server folder right from the recorded steps; returns what it did.
 
@@ -263,10 +273,9 @@ def restore_recover(*, restore_id: int, stale_before=None) -> bool:
     if not claim.update(phase="recovering", heartbeat_at=timezone.now()):
         return False
     restore = RestoreRequest.objects.select_related("server", "backup").get(pk=restore_id)
-    outcome = recover_folder(restore.server.path, restore.steps, log=_Run(restore).step)
-    start_again(restore.server, bool(restore.server_was_running),
-                log=lambda m: logger.info("server_control server_id=%s restore_id=%s %s",
-                                          restore.server_id, restore.pk, m))
+    run = _Run(restore)
+    outcome = repair(restore.server, restore.steps, log_step=run.step, log=run._log)
+    start_again(restore.server, bool(restore.server_was_running), log=run._log)
     if outcome == KEPT:
         lifecycle.end(restore, status=RestoreRequest.Status.SUCCEEDED)
         finish_rollback_of(restore)

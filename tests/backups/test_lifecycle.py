@@ -241,3 +241,32 @@ def test_a_backup_whose_files_changed_while_read_succeeds_and_says_which(alice, 
         "1 file(s) changed while being read: world/region/r.0.0.mca (file changed while being read)",
         "not archived: server.sock (socket not archived)",
     ]
+
+
+def test_a_restore_failing_after_it_started_the_server_puts_the_old_world_back_under_a_stopped_server(
+        alice, fake_mc, take_backup, monkeypatch):
+    import psutil
+
+    from backups.services import restore_run as module
+    from servers import control
+
+    server = fake_mc(alice, "late", started=True, flags=("--read-only-world",))
+    record = take_backup(server)
+    (server.path / "world" / "after.txt").write_text("kept")
+    real_step = module._Run.step
+
+    def step(self, name, **info):
+        if name == "committed":
+            raise RuntimeError("the database went away")
+        return real_step(self, name, **info)
+
+    monkeypatch.setattr(module._Run, "step", step)
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
+    restore = module.restore_run(restore_id=restore.pk)
+    assert restore.status == "failed" and restore.error_message.endswith("The previous files were put back.")
+    assert (server.path / "world" / "after.txt").read_text() == "kept"
+    assert sorted(p.name for p in server.path.parent.iterdir()) == [server.path.name]
+    server.refresh_from_db()
+    status = control.status(server.process_spec())
+    assert status.running
+    assert psutil.Process(status.pid).cwd() == str(server.path), "the server must run on the folder in place"
