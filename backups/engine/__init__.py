@@ -18,7 +18,9 @@ The service layer calls exactly this API:
   ``swap_into_place(staging, target, *, before_rename=None, label="previous") -> previous_path | None``,
   ``rollback_swap(target, previous_path, *, before_rename=None) -> moved_aside_path | None``.
 * ``file_digests(path) -> (sha256, md5)``, ``detect_format(path) -> ArchiveFormat``.
-* ``EngineError`` with ``.code``, ``.message``, ``.path``.
+* ``EngineError`` with ``.code``, ``.message``, ``.path``; ``errors.ALL_CODES`` lists
+  every code the engine raises (a failed verification names one in
+  ``details["error_code"]``: BACKUP_CORRUPTED, DECRYPTION_FAILED or UNSAFE_ARCHIVE).
 
 ``keyring`` parameters accept a ``Keyring``, one ``EncryptionSpec`` or a list of them.
 ``progress`` callbacks receive ``(bytes_done, bytes_total)``.

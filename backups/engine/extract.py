@@ -2,14 +2,17 @@
 
 Nothing is ever written outside the staging folder:
 
-* member names that are absolute, contain ``..``, repeat, or pass through a
-  symlink or a file of the archive are refused, as are devices, fifos and
-  unknown member types, and any member named like the manifest;
-* symlinks are checked (target relative and lexically inside) and created
-  only at the very end, after every file is written, so no write can travel
-  through a link; files are opened with O_CREAT|O_EXCL|O_NOFOLLOW;
-* hardlinks may only point at a regular file already extracted from the
-  same archive.
+* every member goes through ``safety.MemberRules`` — the same rules
+  ``verify_backup`` applies, so what verifies restores: names that are
+  absolute, contain ``..``, repeat, or pass through a symlink or a file of
+  the archive are refused, as are devices, fifos, unknown member types, any
+  member named like the manifest or after it, and hardlinks to anything but
+  a regular file already extracted from the same archive;
+* symlinks are checked (target relative and lexically inside) as they come,
+  and once all are known each is resolved through the archive's own
+  symlinks and refused if it leaves the folder at any step or loops; they
+  are created only at the very end, after every file is written, so no write
+  can travel through a link; files are opened with O_CREAT|O_EXCL|O_NOFOLLOW.
 
 The stream is authenticated/CRC-checked as it is read; plaintext of an
 encrypted archive only lands in the staging folder, which is removed on any
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import secrets
 import shutil
 import stat
@@ -28,10 +30,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from .archive import MANIFEST_NAME, _fsync_dir
+from .archive import _fsync_dir
 from .errors import (BACKUP_CORRUPTED, DECRYPTION_FAILED, INVALID_SETTING, SERVER_DIRECTORY_NOT_FOUND,
-                     UNSAFE_ARCHIVE, EngineError, from_os_error)
+                     EngineError, from_os_error)
 from .reader import ArchiveStream
+from .safety import MemberRules
 
 _CHUNK = 1024 * 1024
 
@@ -52,20 +55,17 @@ class ExtractResult:
         return asdict(self)
 
 
-def _unsafe(message: str, name: str) -> EngineError:
-    return EngineError(UNSAFE_ARCHIVE, message, path=name)
-
-
-def _link_target_inside(name: str, target: str) -> bool:
-    if not target or target.startswith("/"):
-        return False
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    return not (resolved == ".." or resolved.startswith("../") or resolved.startswith("/"))
+def _set_mtime(path: str, mtime) -> None:
+    try:
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    except (OverflowError, ValueError):
+        pass  # a time the platform cannot hold (a PAX header may say inf or 1e300): left as now
 
 
 class _SafeExtractor:
     def __init__(self, root: str):
         self.root = root
+        self.rules = MemberRules()
         self.files: dict = {}  # name -> (size, sha256)
         self.links: dict = {}  # name -> target, created in finish()
         self.dirs: dict = {}  # name -> (mode, mtime)
@@ -74,48 +74,23 @@ class _SafeExtractor:
     def _path(self, name: str) -> str:
         return os.path.join(self.root, *name.split("/"))
 
-    def _check_name(self, info, name: str) -> None:
-        raw = info.name
-        if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
-            raise _unsafe("absolute path in archive", raw)
-        if ".." in raw.split("/"):
-            raise _unsafe("'..' in archive path", raw)
-        if name == MANIFEST_NAME:
-            raise _unsafe("member named like the manifest that is not the archive's last member", raw)
-        if name in self.files or name in self.links or name in self.dirs:
-            raise _unsafe("path stored twice in the archive", raw)
-        parts = name.split("/")
-        for depth in range(1, len(parts)):
-            prefix = "/".join(parts[:depth])
-            if prefix in self.links:
-                raise _unsafe("path goes through a symlink of the archive", raw)
-            if prefix in self.files:
-                raise _unsafe("path goes through a file of the archive", raw)
-
-    def add(self, info, name: str, stream) -> None:
+    def add(self, info, name: str, stream, *, after_manifest: bool = False) -> None:
+        # Raises UNSAFE_ARCHIVE for anything but a safe file, folder, symlink or hardlink.
+        self.rules.check(info, name, after_manifest=after_manifest)
         if name == "":
             return  # the "./" entry of `tar -C dir .`: the staging folder itself
-        self._check_name(info, name)
         if info.isdir():
             os.makedirs(self._path(name), exist_ok=True)
             self.dirs[name] = (info.mode, info.mtime)
         elif info.isfile():
             self._write_file(info, name, stream.extractfile(info))
         elif info.issym():
-            if not _link_target_inside(name, info.linkname):
-                raise _unsafe(f"symlink leaves the folder ({info.linkname})", info.name)
             self.links[name] = info.linkname
-        elif info.islnk():
-            target = posixpath.normpath(info.linkname)
-            if not _link_target_inside("", info.linkname) or target not in self.files:
-                raise _unsafe(f"hardlink to something outside the archive's files ({info.linkname})", info.name)
+        else:  # a hardlink to a regular file extracted before (checked by the rules)
+            target = self.rules.hardlink_target(info)
             os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
             os.link(self._path(target), self._path(name), follow_symlinks=False)
             self.files[name] = self.files[target]
-        elif info.ischr() or info.isblk() or info.isfifo():
-            raise _unsafe("device or fifo in archive", info.name)
-        else:
-            raise _unsafe(f"unsupported member type {info.type!r}", info.name)
 
     def _write_file(self, info, name: str, source) -> None:
         full = self._path(name)
@@ -135,13 +110,16 @@ class _SafeExtractor:
             os.fchmod(fd, stat.S_IMODE(info.mode) & 0o777)
         finally:
             os.close(fd)
-        os.utime(full, (info.mtime, info.mtime), follow_symlinks=False)
+        _set_mtime(full, info.mtime)
         if size != info.size:
             raise EngineError(BACKUP_CORRUPTED, "member data truncated", path=name)
         self.files[name] = (size, digest.hexdigest())
         self.total_bytes += size
 
     def finish(self) -> None:
+        unsafe = self.rules.finish()  # symlink chains that leave the folder or loop
+        if unsafe:
+            raise unsafe[0]
         for name, target in self.links.items():
             full = self._path(name)
             os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -151,7 +129,7 @@ class _SafeExtractor:
             mode, mtime = self.dirs[name]
             full = self._path(name)
             os.chmod(full, (stat.S_IMODE(mode) & 0o777) | 0o700)  # owner keeps access to clean up
-            os.utime(full, (mtime, mtime), follow_symlinks=False)
+            _set_mtime(full, mtime)
 
     def check_manifest(self, manifest: dict) -> None:
         listed = {f["path"]: f for f in manifest.get("files", [])}
@@ -202,14 +180,9 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
                 raise EngineError(DECRYPTION_FAILED, "Backup is encrypted and no key or password was given")
             extractor = _SafeExtractor(staging)
             for info, name in stream.members():
-                if stream.members_after_manifest:
-                    raise _unsafe("member after the manifest", info.name)
-                extractor.add(info, name, stream)
+                extractor.add(info, name, stream, after_manifest=bool(stream.members_after_manifest))
             stream.finish()
-            if stream.trailing_data:
-                raise EngineError(BACKUP_CORRUPTED, "data after the end-of-archive marker", path=stream.path)
-            if stream.manifest_error:
-                raise EngineError(BACKUP_CORRUPTED, stream.manifest_error, path=stream.path)
+            stream.raise_problems()  # truncated, damaged header, trailing data, bad manifest
             extractor.finish()
             if stream.manifest is not None:
                 extractor.check_manifest(stream.manifest)

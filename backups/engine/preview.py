@@ -42,7 +42,9 @@ def inspect_archive(path, *, keyring=None) -> ArchiveInfo:
     """File count, uncompressed size, world name(s) and Minecraft version of a backup.
 
     Raises ``EngineError`` (DECRYPTION_FAILED, BACKUP_CORRUPTED, BACKUP_NOT_FOUND)
-    when the archive cannot be read.
+    when the archive cannot be read, or is truncated, damaged or has a bad
+    manifest. A level.dat that cannot be parsed (within ``world``'s caps) is
+    skipped: that world is just not listed.
     """
     started = time.monotonic()
     worlds, files, total = [], 0, 0
@@ -61,6 +63,7 @@ def inspect_archive(path, *, keyring=None) -> ArchiveInfo:
                     continue
                 worlds.append({"path": posixpath.dirname(name) or ".", **found})
         stream.finish()
+        stream.raise_problems()  # a truncated or damaged archive is not previewed as if whole
         manifest = None
         if stream.manifest is not None:
             manifest = {k: v for k, v in stream.manifest.items() if k not in ("files", "symlinks")}

@@ -1,16 +1,26 @@
 """Reading an archive back as one stream: file -> hash -> decrypt -> decompress -> tar.
 
 ``ArchiveStream`` is shared by verify, extract and inspect so all three read
-the stored file exactly once, and all three see the same safety rules
-(manifest last, trailing data after the end-of-archive marker is corruption).
+the stored file exactly once, and all three see the same framing rules
+(``problems()``): the manifest is last and has the shape the engine writes
+(``manifest_problem``, checked once here so everything downstream can index
+it freely); the tar stream ends with its end-of-archive marker (two zero
+blocks — a stream that just stops is truncated, even at a member boundary);
+anything but zeros after that marker is corruption. Which members may be
+restored is ``safety.py``'s business; tar headers are parsed with limits by
+``tarread.py``.
+
+Every failure is an ``EngineError`` (BACKUP_CORRUPTED for anything wrong
+with the bytes), never a raw tarfile error, TypeError or KeyError.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import posixpath
 import queue
+import re
 import tarfile
 import threading
 from dataclasses import dataclass
@@ -19,9 +29,13 @@ from .archive import MANIFEST_FORMAT, MANIFEST_NAME
 from .compress import DecompressingReader, sniff_compression
 from .crypto import HEADER_SIZE, MAGIC, DecryptingReader, parse_header
 from .errors import BACKUP_CORRUPTED, BACKUP_NOT_FOUND, DECRYPTION_FAILED, EngineError, from_os_error
+from .safety import name_problem, normalize_name
+from .tarread import TailKeeper, TarReader
 
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _TAR_BUFSIZE = 64 * 1024
+_TAR_BLOCK = tarfile.BLOCKSIZE
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -66,12 +80,56 @@ def file_digests(path, chunk_size: int = 1024 * 1024) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-def normalize_member_name(name: str) -> str:
-    """``./world/level.dat`` and ``world//level.dat`` -> ``world/level.dat`` (not a safety check)."""
-    name = posixpath.normpath(name)
-    while name.startswith("./"):
-        name = name[2:]
-    return "" if name == "." else name
+# --- the manifest's shape ----------------------------------------------------------------------
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _path_problem(where: str, entry, seen: set) -> str | None:
+    if not isinstance(entry, dict):
+        return f"{where} is not an object"
+    path = entry.get("path")
+    if not isinstance(path, str) or not path or normalize_name(path) != path or name_problem(path):
+        return f"{where} has no path, or one that is not a plain path inside the folder"
+    if path in seen:
+        return f"{where}: {path} listed twice"
+    seen.add(path)
+    return None
+
+
+def manifest_problem(doc) -> str | None:
+    """Why ``doc`` is not a manifest the rest of the engine can trust, or None.
+
+    Checked once here, so verify, extract and the restore test can index
+    entries without guarding: ``files`` a list of {path, size, sha256} (plain
+    relative paths, each once; non-negative int sizes; lowercase hex SHA-256),
+    ``symlinks`` (when present) a list of {path, target} with string targets.
+    """
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        return "not an mcsite manifest"
+    files, symlinks = doc.get("files"), doc.get("symlinks", [])
+    if not isinstance(files, list) or not isinstance(symlinks, list):
+        return "'files' or 'symlinks' is not a list"
+    seen: set = set()
+    for index, entry in enumerate(files):
+        where = f"files[{index}]"
+        problem = _path_problem(where, entry, seen)
+        if problem:
+            return problem
+        if not _is_count(entry.get("size")):
+            return f"{where} ({entry['path']}): size is not a whole number of bytes"
+        sha = entry.get("sha256")
+        if not isinstance(sha, str) or not _SHA256_HEX.fullmatch(sha):
+            return f"{where} ({entry['path']}): sha256 is not 64 lowercase hex digits"
+    seen = set()
+    for index, entry in enumerate(symlinks):
+        problem = _path_problem(f"symlinks[{index}]", entry, seen)
+        if problem:
+            return problem
+        if not isinstance(entry.get("target"), str):
+            return f"symlinks[{index}] ({entry['path']}): target is not a string"
+    return None
 
 
 class _HashingReader:
@@ -183,6 +241,21 @@ class _Prefetcher:
         self._thread.join()
 
 
+class _MemberReader:
+    """A member's data; tarfile's own errors (data cut short) become BACKUP_CORRUPTED."""
+
+    def __init__(self, fileobj, name: str):
+        self._f = fileobj
+        self._name = name
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._f.read(n)
+        except tarfile.TarError as exc:
+            raise EngineError(BACKUP_CORRUPTED, f"member data cut short or damaged ({exc})",
+                              path=self._name) from None
+
+
 class ArchiveStream:
     """One pass over a stored archive.
 
@@ -190,7 +263,9 @@ class ArchiveStream:
     normalized_name)`` — read file data with ``extractfile(info)`` before the
     next member), then call ``finish()`` which drains the rest of the stream
     so the compression trailer, the final encrypted chunk and the raw file's
-    hash are all checked. ``manifest`` is set once the manifest member is read.
+    hash are all checked, and then ``problems()``. ``manifest`` is set once the
+    manifest member is read (its shape already checked: see ``manifest_problem``).
+    ``members_after_manifest`` holds the first names that came after it.
     """
 
     def __init__(self, path, *, keyring=None, progress=None):
@@ -209,7 +284,9 @@ class ArchiveStream:
         self.manifest_error: str | None = None
         self.members_after_manifest: list = []
         self.trailing_data = False
+        self.end_marker = False  # set by finish(): the tar stream ended with its two zero blocks
         self._tar = None
+        self._tail = None
         self._payload = None
         self._prefetch = None
         raw = _Peekable(self.raw)
@@ -251,8 +328,9 @@ class ArchiveStream:
         payload = source if compression == "none" else DecompressingReader(source, compression)
         self._prefetch = _Prefetcher(payload)
         self._payload = self._prefetch
+        self._tail = TailKeeper(self._payload, 2 * _TAR_BUFSIZE)
         try:
-            self._tar = tarfile.open(fileobj=self._payload, mode="r|", bufsize=_TAR_BUFSIZE)
+            self._tar = TarReader.open(fileobj=self._tail, mode="r|", bufsize=_TAR_BUFSIZE)
         except tarfile.TarError as exc:
             raise EngineError(BACKUP_CORRUPTED, f"Not a readable tar archive: {exc}", path=self.path) from None
 
@@ -260,11 +338,12 @@ class ArchiveStream:
         if self._tar is None:
             self.open_payload()
         try:
-            for info in self._tar:
-                name = normalize_member_name(info.name)
+            while (info := self._tar.next()) is not None:
+                name = normalize_name(info.name)
                 if self.manifest is not None or self.manifest_error is not None:
-                    self.members_after_manifest.append(name)
-                if name == MANIFEST_NAME and info.isfile() and not self.members_after_manifest:
+                    if len(self.members_after_manifest) < 10:
+                        self.members_after_manifest.append(name)
+                elif name == MANIFEST_NAME and info.isfile():
                     self._read_manifest(info)
                     continue
                 yield info, name
@@ -272,36 +351,70 @@ class ArchiveStream:
             raise EngineError(BACKUP_CORRUPTED, f"Tar stream corrupted: {exc}", path=self.path) from None
 
     def extractfile(self, info):
-        return self._tar.extractfile(info)
+        """The data of regular file ``info``, the member just yielded."""
+        return _MemberReader(self._tar.extractfile(info), normalize_name(info.name))
 
     def _read_manifest(self, info) -> None:
         if info.size > MAX_MANIFEST_BYTES:
             self.manifest_error = "manifest too large"
             return
-        body = self._tar.extractfile(info).read()
+        body = self.extractfile(info).read()
         try:
             doc = json.loads(body)
-            if doc.get("format") != MANIFEST_FORMAT or not isinstance(doc.get("files"), list):
-                raise ValueError("not an mcsite manifest")
+        except (ValueError, RecursionError) as exc:
+            self.manifest_error = f"manifest unreadable: {exc.__class__.__name__}: {exc}"
+            return
+        problem = manifest_problem(doc)
+        if problem is not None:
+            self.manifest_error = f"manifest unreadable: {problem}"
+        else:
             self.manifest = doc
-        except (ValueError, AttributeError) as exc:
-            self.manifest_error = f"manifest unreadable: {exc}"
 
     def finish(self) -> None:
-        """Drain what tar did not read: must be zeros; then the raw file to its end."""
+        """Drain what tar did not read (what it read ahead, then the rest of the stream):
+        must be the second zero block of the end-of-archive marker, then only zeros;
+        then the raw file to its end."""
         if self._payload is not None:
-            while True:
-                data = self._payload.read(1 << 20)
-                if not data:
-                    break
-                if data.strip(b"\0"):
+            read_ahead = self._tail.unused(self._tar.fileobj.tell()) if self._tar is not None else b""
+            leading_zeros = 0
+            for data in itertools.chain([read_ahead], iter(lambda: self._payload.read(1 << 20), b"")):
+                stripped = data.lstrip(b"\0")
+                if not self.trailing_data:
+                    leading_zeros += len(data) - len(stripped)
+                if stripped:
                     # tarfile stops quietly at a damaged header; data after it is the tell.
                     self.trailing_data = True
+            stop = self._tar.stopped_at if self._tar is not None else None
+            # tarfile consumed the first zero block (that is where it stopped); the second must follow.
+            self.end_marker = isinstance(stop, tarfile.EOFHeaderError) and leading_zeros >= _TAR_BLOCK
         self.stop_reading()
         while self.raw.read(1 << 20):
             pass
         if self._progress:
             self._progress(self.raw.bytes_read, max(self.size, self.raw.bytes_read))
+
+    def problems(self) -> list:
+        """After ``finish()``: what is wrong with how the archive is framed, as messages
+        (empty when it is fine) — a damaged header, a stream that stops without its
+        end-of-archive marker (truncation), data after that marker, a bad manifest."""
+        found = []
+        stop = self._tar.stopped_at if self._tar is not None else None
+        if isinstance(stop, tarfile.InvalidHeaderError):
+            found.append(f"damaged tar header at byte {self._tar.offset} ({stop}); "
+                         "the archive cannot be read past it")
+        elif not self.end_marker:
+            found.append("archive truncated: the tar stream ends without its end-of-archive marker")
+        elif self.trailing_data:
+            found.append("data after the end-of-archive marker (damaged tar header?)")
+        if self.manifest_error:
+            found.append(self.manifest_error)
+        return found
+
+    def raise_problems(self) -> None:
+        """``problems()`` as an EngineError(BACKUP_CORRUPTED), for callers that stop at the first."""
+        found = self.problems()
+        if found:
+            raise EngineError(BACKUP_CORRUPTED, found[0], path=self.path)
 
     @property
     def sha256(self) -> str:

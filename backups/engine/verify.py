@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -20,8 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .worldcheck import WorldCheck
-from .errors import EngineError
+from .errors import BACKUP_CORRUPTED, UNSAFE_ARCHIVE, EngineError
 from .reader import ArchiveStream
+from .safety import MemberRules
 
 METHODS = ("checksum", "archive_integrity", "world_validation", "restore_test")
 WEIGHTS = {"checksum": 25, "archive_integrity": 40, "world_validation": 25, "restore_test": 10}
@@ -138,9 +138,24 @@ def _compare_manifest(result: MethodResult, manifest: dict, seen_files: dict, se
             result.error(f"{path}: symlink missing or pointing elsewhere than the manifest says")
 
 
+def _unsafe_member(integrity: MethodResult, exc: EngineError) -> None:
+    """A member restore would refuse (see safety.py): an integrity error naming it."""
+    integrity.error(f"{exc.path}: {exc.message} (restore would refuse this archive)")
+    integrity.details["error_code"] = UNSAFE_ARCHIVE
+    unsafe = integrity.details.setdefault("unsafe_members", [])
+    if len(unsafe) < _MAX_LISTED:
+        unsafe.append(exc.path)
+
+
 def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: WorldCheck | None):
+    rules = MemberRules()  # the same rules extract_to_staging enforces
     seen_files, seen_links = {}, {}
     for info, name in stream.members():
+        try:
+            rules.check(info, name, after_manifest=bool(stream.members_after_manifest))
+        except EngineError as exc:
+            _unsafe_member(integrity, exc)
+            continue
         if info.isfile():
             member = _MemberHasher(stream.extractfile(info))
             if world_check is not None and world_check.wants(name):
@@ -148,13 +163,13 @@ def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: W
             member.drain()
             if member.size != info.size:
                 integrity.error(f"{name}: member data truncated")
-            if name in seen_files:
-                integrity.error(f"{name}: stored twice in the archive")
             seen_files[name] = (member.size, member.sha256.hexdigest())
         elif info.issym():
             seen_links[name] = info.linkname
         elif info.islnk():
-            seen_files[name] = seen_files.get(posixpath.normpath(info.linkname), (0, ""))
+            seen_files[name] = seen_files[rules.hardlink_target(info)]
+    for exc in rules.finish():  # symlink chains, once every link is known
+        _unsafe_member(integrity, exc)
     stream.finish()
     return seen_files, seen_links
 
@@ -168,8 +183,13 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
     decompress, tar) and checks every member against the manifest, naming
     missing, extra and mismatched members; for archives made by other tools
     (no manifest) it means the archive parses fully and passes every
-    compression/encryption check. ``world_validation`` checks the archived
-    world(s). ``restore_test`` extracts to a temporary folder and compares
+    compression/encryption check; either way the tar stream must end with its
+    end-of-archive marker, and every member must pass the rules restore
+    applies (``safety.py``; a member it would refuse is an error naming it,
+    ``details["error_code"] = "UNSAFE_ARCHIVE"``, ``details["unsafe_members"]``).
+    ``world_validation`` checks the archived world(s), within the caps of
+    ``world.py`` (a decompression bomb is a failure with its reason, never an
+    out-of-memory). ``restore_test`` extracts to a temporary folder and compares
     each file with the manifest. ``progress(bytes_done, bytes_total)`` follows
     the stored file. Never raises for a bad archive (only for a missing one).
     """
@@ -188,11 +208,14 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
                     seen_files, seen_links = _read_archive(stream, integrity, world_check)
                     completed = True
                 except EngineError as exc:
-                    integrity.error(f"{os.path.basename(stream.path)}: {exc.message}")
-                    integrity.details["error_code"] = exc.code
+                    # a member's name when the error is about one, else the archive's file name
+                    where = exc.path if exc.path and not os.path.isabs(exc.path) else \
+                        os.path.basename(stream.path)
+                    integrity.error(f"{where}: {exc.message}")
+                    integrity.details.setdefault("error_code", exc.code)
                 except (tarfile.TarError, OSError, EOFError) as exc:
                     integrity.error(f"{os.path.basename(stream.path)}: archive unreadable ({exc})")
-                    integrity.details["error_code"] = "BACKUP_CORRUPTED"
+                    integrity.details.setdefault("error_code", BACKUP_CORRUPTED)
             stream.stop_reading()
             while stream.raw.read(1 << 20):  # the checksum covers the whole file even after a failure
                 pass
@@ -239,12 +262,9 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
 
 def _finish_integrity(stream, integrity, seen_files, seen_links) -> None:
     integrity.details.update(file_count=len(seen_files), manifest=stream.manifest is not None)
-    if stream.trailing_data:
-        integrity.error(f"{os.path.basename(stream.path)}: data after the end-of-archive marker (damaged tar header?)")
-    if stream.members_after_manifest:
-        integrity.error(f"{stream.members_after_manifest[0]}: member after the manifest (manifest must be last)")
-    if stream.manifest_error:
-        integrity.error(f"{os.path.basename(stream.path)}: {stream.manifest_error}")
+    for problem in stream.problems():  # truncation, damaged header, trailing data, bad manifest
+        integrity.error(f"{os.path.basename(stream.path)}: {problem}")
+        integrity.details.setdefault("error_code", BACKUP_CORRUPTED)
     if stream.manifest is not None:
         _compare_manifest(integrity, stream.manifest, seen_files, seen_links)
         integrity.details["manifest_created"] = stream.manifest.get("created")

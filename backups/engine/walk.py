@@ -2,6 +2,15 @@
 
 Nothing here follows a symlink: entries come from ``lstat`` and ``scandir``
 with ``follow_symlinks=False``.
+
+A symlink is archived only if restoring it is safe, checked three ways:
+lexically (``symlink_inside``); by resolving it on disk component by
+component, through the folder's real symlinks (``safety.resolve_symlink``
+with ``os.readlink``: ``a/b -> ..`` plus ``a/c -> b/..`` really leads out);
+and, once the scan is done, by resolving each kept link through the other
+kept links only — exactly the check restore and verify make on the archive
+(a link excluded or skipped here is a plain name there). Links that fail are
+listed in ``skipped``, so a backup never holds a link its restore refuses.
 """
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ import stat
 from dataclasses import dataclass
 
 from .errors import PERMISSION_DENIED, EngineError
+from .safety import MAX_SYMLINK_HOPS, LinkIndex, SymlinkLoop, resolve_symlink
 
 
 @dataclass
@@ -79,12 +89,60 @@ def symlink_inside(rel: str, target: str, root: str) -> str | None:
     return target
 
 
+def _outside(target: str) -> str:
+    return f"symlink points outside the folder ({target})"
+
+
+def _disk_readlink(root: str):
+    """``readlink`` for ``resolve_symlink`` on the live folder: each link's target as it
+    would be stored (absolute ones inside the folder made relative), None for a non-link."""
+    def readlink(parts: list, key: int) -> str | None:
+        try:
+            target = os.readlink(os.path.join(root, *parts))
+        except OSError:  # not a symlink, or not there
+            return None
+        # an absolute target outside the folder stays absolute, so it resolves outside
+        return symlink_inside("/".join(parts), target, root) or target
+    return readlink
+
+
+def _link_problem(rel: str, target: str, stored: str | None, readlink) -> str | None:
+    """Why the symlink ``rel`` (``target`` on disk, ``stored`` in the archive) is not archived, or None."""
+    if stored is None:
+        return _outside(target)
+    try:
+        resolve_symlink(rel, stored, readlink)
+    except SymlinkLoop:
+        return f"symlink loop or chain of more than {MAX_SYMLINK_HOPS} links ({target})"
+    except ValueError:
+        return _outside(target)
+    return None
+
+
+def _drop_links_restore_would_refuse(entries: list, skipped: list) -> list:
+    """Resolve each kept link through the kept links only, as restore will; drop failures
+    (dropping one can change another's resolution, hence the loop)."""
+    links = {e.rel: e for e in entries if e.kind == "symlink"}
+    changed = True
+    while changed:
+        changed = False
+        index = LinkIndex({rel: e.link_target for rel, e in links.items()})
+        for rel, entry in list(links.items()):
+            problem = _link_problem(rel, entry.link_target, entry.link_target, index)
+            if problem is not None:
+                skipped.append({"path": rel, "reason": problem})
+                del links[rel]
+                changed = True
+    return [e for e in entries if e.kind != "symlink" or e.rel in links]
+
+
 def scan(root: str, exclude=(), *, skip_paths=(), reserved_names=()) -> ScanResult:
     """Everything to archive under ``root``, sorted by path (byte order)."""
     rules = ExcludeRules(exclude)
     skip_paths = {os.path.abspath(p) for p in skip_paths}
     entries, skipped, vanished = [], [], []
     total = 0
+    readlink = _disk_readlink(root)
     stack = [("", root)]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -126,8 +184,9 @@ def scan(root: str, exclude=(), *, skip_paths=(), reserved_names=()) -> ScanResu
                     vanished.append(rel)
                     continue
                 stored = symlink_inside(rel, target, root)
-                if stored is None:
-                    skipped.append({"path": rel, "reason": f"symlink points outside the folder ({target})"})
+                problem = _link_problem(rel, target, stored, readlink)
+                if problem is not None:
+                    skipped.append({"path": rel, "reason": problem})
                 else:
                     entries.append(Entry(rel, child.path, "symlink", st, stored))
             else:
@@ -136,6 +195,7 @@ def scan(root: str, exclude=(), *, skip_paths=(), reserved_names=()) -> ScanResu
                 skipped.append({"path": rel, "reason": f"{kind} not archived"})
         # Depth-first in sorted order: push children reversed so the smallest pops first.
         stack.extend(reversed(subdirs))
+    entries = _drop_links_restore_would_refuse(entries, skipped)
     # The stack walk emits a directory's own children before its subdirectories'
     # children, which is still a stable order; sort fully so the archive order
     # is plain path order whatever the walk did.

@@ -14,10 +14,32 @@
 
 The region check reads the file front to back once, in offset order, holding
 at most one chunk (<= 1 MiB) in memory — so it works on an archive stream.
+
+Everything here reads untrusted bytes, so every expansion is capped and a
+cap that is hit is a finding with its own reason (``LimitExceeded``, a
+ValueError: "decompresses to more than 32 MiB"), never an out-of-memory:
+
+* ``MAX_NBT_BYTES`` (32 MiB): the decompressed size of ``level.dat``, a
+  player file or one region chunk. Real chunks inflate to well under 2 MiB
+  (a region chunk is at most 1 MiB compressed; bigger ones go to ``.mcc``
+  files) and ``level.dat`` / player files to a few KB. zlib and gzip are
+  inflated incrementally with ``max_length`` (``_inflate``); LZ4 blocks
+  declare their size up front, so the running total is checked before each
+  block is decoded.
+* ``MAX_EXTERNAL_CHUNK_BYTES`` (128 MiB): the same for an ``.mcc`` file
+  (an oversized chunk, by definition over 1 MiB compressed); its compressed
+  size is capped at ``_MAX_MCC_BYTES`` (64 MiB) before it is read.
+* ``MAX_PARSED_TAGS`` (200 000): nbtlib builds one Python object (~70
+  bytes, ~6 µs) per tag, so 32 MiB of one-byte tags would still be GiBs and
+  minutes. level.dat and player files, the only ones parsed with nbtlib, hold
+  a few hundred to a few thousand tags. Chunks go through the allocation-free
+  structure walker instead.
+
+Peak memory of a world check is therefore about threads x (one buffered
+region file + one inflated chunk), whatever the archive holds.
 """
 from __future__ import annotations
 
-import gzip
 import io
 import posixpath
 import re
@@ -34,6 +56,51 @@ HEADER_BYTES = 2 * SECTOR
 REGION_SUFFIXES = (".mca", ".mcr")
 _MCC = re.compile(r"^c\.(-?\d+)\.(-?\d+)\.mcc$")
 _MAX_MCC_BYTES = 64 * 1024 * 1024
+MAX_NBT_BYTES = 32 * 1024 * 1024
+MAX_EXTERNAL_CHUNK_BYTES = 128 * 1024 * 1024
+MAX_PARSED_TAGS = 200_000
+
+
+class LimitExceeded(ValueError):
+    """Untrusted data that would expand past one of the caps above (a bomb, or absurd)."""
+
+
+def _over(limit: int) -> LimitExceeded:
+    return LimitExceeded(f"decompresses to more than {limit >> 20} MiB")
+
+
+def _inflate(data: bytes, *, gzip_wrapped: bool, limit: int) -> bytes:
+    """``zlib.decompress`` / ``gzip.decompress`` that stop at ``limit`` output bytes.
+
+    Same acceptance as the stdlib calls: zlib ignores bytes after the stream;
+    gzip reads concatenated members and tolerates trailing zeros. Raises
+    ``LimitExceeded`` past ``limit``, EOFError if the stream is cut short and
+    zlib.error if it is damaged (CRC, length and Adler-32 checks included).
+    """
+    parts, total = [], 0
+    while True:
+        dec = zlib.decompressobj(31 if gzip_wrapped else 15)
+        # max_length: at most one byte more than allowed is ever produced (0 would mean unlimited).
+        out = dec.decompress(data, limit - total + 1)
+        total += len(out)
+        if total > limit:
+            raise _over(limit)
+        if not dec.eof:  # all input consumed below the limit, yet no end marker
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        parts.append(out)
+        data = dec.unused_data.lstrip(b"\0") if gzip_wrapped else b""
+        if not data:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _nbt_bytes(data: bytes) -> bytes:
+    """The NBT inside a gzip (or plain) file, within ``MAX_NBT_BYTES``."""
+    if data[:2] == b"\x1f\x8b":
+        return _inflate(data, gzip_wrapped=True, limit=MAX_NBT_BYTES)
+    if len(data) > MAX_NBT_BYTES:
+        raise LimitExceeded(f"is more than {MAX_NBT_BYTES >> 20} MiB of NBT")
+    return data
+
 
 def is_level_dat(name: str) -> bool:
     return posixpath.basename(name) == "level.dat"
@@ -53,11 +120,20 @@ def is_player_data(name: str) -> bool:
 
 class _StrictBytes(io.BytesIO):
     """nbtlib treats a short read as zeros (an End tag), so truncated NBT would
-    "parse"; this reader makes every short or negative-length read an error."""
+    "parse"; this reader makes every short or negative-length read an error.
+    nbtlib reads at least once per tag it builds, so counting reads caps the
+    objects a parse can create (``MAX_PARSED_TAGS``)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self._reads_left = MAX_PARSED_TAGS
 
     def read(self, n=-1):
         if n is None or n < 0:
             raise ValueError("negative length in NBT")
+        self._reads_left -= 1
+        if self._reads_left < 0:
+            raise LimitExceeded(f"holds more than {MAX_PARSED_TAGS} NBT tags")
         data = super().read(n)
         if len(data) < n:
             raise EOFError("NBT data truncated")
@@ -155,13 +231,16 @@ def _walk_payload(data: bytes, tag: int, pos: int, size: int, depth: int) -> int
 
 
 def parse_level_dat(data: bytes) -> dict:
-    """{"level_name", "minecraft_version", "data_version"}; raises ValueError when invalid."""
+    """{"level_name", "minecraft_version", "data_version"}; raises ValueError when invalid
+    (``LimitExceeded`` when it inflates past ``MAX_NBT_BYTES`` or holds too many tags)."""
     try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        raw = _nbt_bytes(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"gzip data corrupted ({exc})") from None
     try:
         root = _parse_nbt(raw)
+    except LimitExceeded:
+        raise
     except Exception as exc:  # nbtlib raises assorted errors on bad input
         raise ValueError(f"not valid NBT ({exc.__class__.__name__})") from None
     level = root.get("Data")
@@ -178,9 +257,12 @@ def parse_level_dat(data: bytes) -> dict:
 
 
 def check_nbt_file(data: bytes) -> None:
-    """Small gzip/plain NBT files (playerdata): raise ValueError if unreadable."""
+    """Small gzip/plain NBT files (playerdata): raise ValueError if unreadable
+    (``LimitExceeded``, with just the limit as its message, past a cap)."""
     try:
-        _parse_nbt(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        _parse_nbt(_nbt_bytes(data))
+    except LimitExceeded:
+        raise
     except Exception as exc:
         raise ValueError(f"not valid NBT ({exc.__class__.__name__}: {exc})") from None
 
@@ -192,7 +274,7 @@ _LZ4_SEED = 0x9747B28C
 _LZ4_CHECK_MASK = 0x0FFFFFFF  # lz4-java stores xxHash32 & 0x0FFFFFFF (StreamingXXHash32.asChecksum)
 
 
-def lz4_block_stream_decompress(payload: bytes) -> bytes:
+def lz4_block_stream_decompress(payload: bytes, limit: int = MAX_NBT_BYTES) -> bytes:
     """Decode an lz4-java ``LZ4BlockOutputStream`` stream (chunk type 4); ValueError if damaged.
 
     Blocks of ``b"LZ4Block"``, token (0x10 raw / 0x20 LZ4 | level: length <=
@@ -202,8 +284,10 @@ def lz4_block_stream_decompress(payload: bytes) -> bytes:
     checksum (xxHash32, seed 0x9747b28c, masked) of every block is verified, so a
     flipped byte in literal data is caught even when the NBT still parses.
     Bytes after the end block are damage (the game stores the exact stream length).
+    Each block states its decoded length (at most 32 MiB), so the running total
+    is checked against ``limit`` before a block is decoded (``LimitExceeded``).
     """
-    out, pos, size = [], 0, len(payload)
+    out, pos, size, total = [], 0, len(payload), 0
     while True:
         if pos + _LZ4_HEADER.size > size:
             raise ValueError(f"LZ4 stream truncated at byte {pos} (no end block)")
@@ -221,6 +305,9 @@ def lz4_block_stream_decompress(payload: bytes) -> bytes:
             break
         if pos + packed > size:
             raise ValueError(f"LZ4 stream truncated inside the block at byte {pos - _LZ4_HEADER.size}")
+        total += length
+        if total > limit:
+            raise _over(limit)
         data = payload[pos:pos + packed]
         if method == _LZ4_LZ4:
             try:
@@ -238,16 +325,19 @@ def lz4_block_stream_decompress(payload: bytes) -> bytes:
     return b"".join(out)
 
 
-def _decompress_chunk(kind: int, payload: bytes) -> bytes | None:
-    """Decompressed NBT bytes, or None for a type we cannot check (a warning); raises if damaged."""
+def _decompress_chunk(kind: int, payload: bytes, limit: int = MAX_NBT_BYTES) -> bytes | None:
+    """Decompressed NBT bytes, or None for a type we cannot check (a warning); raises if
+    damaged, ``LimitExceeded`` past ``limit``."""
     if kind == 1:
-        return gzip.decompress(payload)
+        return _inflate(payload, gzip_wrapped=True, limit=limit)
     if kind == 2:
-        return zlib.decompress(payload)
+        return _inflate(payload, gzip_wrapped=False, limit=limit)
     if kind == 3:
+        if len(payload) > limit:
+            raise LimitExceeded(f"is more than {limit >> 20} MiB of NBT")
         return payload
     if kind == 4:
-        return lz4_block_stream_decompress(payload)
+        return lz4_block_stream_decompress(payload, limit)
     return None
 
 
@@ -354,6 +444,9 @@ def _check_chunk(where: str, kind: int, payload: bytes, name: str, index: int, r
         return
     try:
         raw = _decompress_chunk(kind, payload)
+    except LimitExceeded as exc:
+        report.error(f"{where} {exc}")
+        return
     except (OSError, zlib.error, EOFError, ValueError) as exc:
         report.error(f"{where} does not decompress ({exc})")
         return
@@ -386,7 +479,10 @@ def check_external_chunk(name: str, stream, size: int, kind: int | None, report)
         kind = (1 if data[:2] == b"\x1f\x8b" else 2 if data[:1] == b"\x78"
                 else 4 if data[:8] == _LZ4_MAGIC else 3)
     try:
-        raw = _decompress_chunk(kind, data)
+        raw = _decompress_chunk(kind, data, MAX_EXTERNAL_CHUNK_BYTES)
+    except LimitExceeded as exc:
+        report.error(f"{name}: external chunk {exc}")
+        return
     except (OSError, zlib.error, EOFError, ValueError) as exc:
         report.error(f"{name}: external chunk does not decompress ({exc})")
         return

@@ -5,9 +5,11 @@ chunk (~5x the bytes of the archive itself). So each region file up to
 ``_BUFFERED_REGION_LIMIT`` is read whole (through the member hasher, in
 archive order) and checked on a small thread pool while the main thread reads
 on: zlib and lz4 release the GIL, so chunk inflation overlaps with the archive's
-own decompression and hashing. At most ``2 * threads`` region files are in flight,
-so memory stays bounded. Findings are merged in archive order, so reports are
-deterministic. Larger region files are checked inline, streaming.
+own decompression and hashing. At most ``2 * threads`` region files, and at
+most ``_MAX_BUFFERED_BYTES`` of them, are in flight, so memory stays bounded
+whatever the archive holds (each worker also inflates at most one chunk,
+``world.MAX_NBT_BYTES``). Findings are merged in archive order, so reports
+are deterministic. Larger region files are checked inline, streaming.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .compress import default_threads
 
 _SMALL_FILE_LIMIT = 64 * 1024 * 1024  # level.dat / playerdata are read whole below this
 _BUFFERED_REGION_LIMIT = 64 * 1024 * 1024
+_MAX_BUFFERED_BYTES = 256 * 1024 * 1024  # region files read ahead for the pool, all together
 _MAX_LISTED = 200
 
 
@@ -61,7 +64,8 @@ class WorldCheck:
         self._current = ""
         threads = threads or default_threads()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcsite-world") if threads > 1 else None
-        self._pending: collections.deque = collections.deque()
+        self._pending: collections.deque = collections.deque()  # (name, future, size)
+        self._pending_bytes = 0
         self._max_pending = 2 * threads
 
     # report interface for world.check_region
@@ -84,10 +88,13 @@ class WorldCheck:
         if world.is_region_file(name):
             self.region_files += 1
             if self._pool is not None and size <= _BUFFERED_REGION_LIMIT:
+                # Make room first, so the buffered total never exceeds the budget.
+                while self._pending and (len(self._pending) >= self._max_pending
+                                         or self._pending_bytes + size > _MAX_BUFFERED_BYTES):
+                    self._merge_oldest()
                 data = stream.read(size)
-                self._pending.append((name, self._pool.submit(_check_region_blob, name, data)))
-                while len(self._pending) > self._max_pending:
-                    self._merge(*self._pending.popleft())
+                self._pending.append((name, self._pool.submit(_check_region_blob, name, data), size))
+                self._pending_bytes += size
             else:
                 self._current = name
                 self.chunks += world.check_region(name, stream, size, self)
@@ -114,6 +121,11 @@ class WorldCheck:
             except (ValueError, OSError, EOFError) as exc:
                 self.error(f"{name}: {exc}")
 
+    def _merge_oldest(self) -> None:
+        name, future, size = self._pending.popleft()
+        self._pending_bytes -= size
+        self._merge(name, future)
+
     def _merge(self, name: str, future) -> None:
         findings = future.result()
         self._current = name
@@ -134,7 +146,7 @@ class WorldCheck:
 
     def finish(self) -> None:
         while self._pending:
-            self._merge(*self._pending.popleft())
+            self._merge_oldest()
         self.close()
         for path, where in sorted(self.external_needed.items()):
             if path not in self.external_seen:
@@ -145,7 +157,8 @@ class WorldCheck:
             worlds=self.worlds, region_files=self.region_files, chunks_checked=self.chunks,
             files_with_errors=sorted(self.bad_files)[:_MAX_LISTED],
         )
-        if not self.worlds and not self.region_files:
+        if not self.worlds and not self.region_files and "error_count" not in self.result.details:
+            # (a level.dat that failed its check is a failed world, not a missing one)
             self.result.skip("no Minecraft world (level.dat or region files) in the archive")
         else:
             self.result.ok = not self.result.errors and "error_count" not in self.result.details
