@@ -14,6 +14,7 @@ from backups.models import BackupRecord, BackupSchedule, BackupSettings, Restore
 from backups.services import actions, config, restores, schedules
 from mcsite.admin_scoping import OwnerScopedAdmin
 from mcsite.errors import DomainError
+from servers.models import Server
 
 
 class ScheduleAdminForm(forms.ModelForm):
@@ -106,6 +107,28 @@ class BackupRecordAdmin(OwnerScopedAdmin):
         return format_html('<span class="quality quality-{}">{} {}</span>', obj.quality_level.lower(),
                            obj.quality_score, obj.quality_level)
 
+    # --- actions: each re-checks, per backup, that the actor may see its
+    # server (a superuser may see any), whatever queryset it was handed ---------
+
+    def _actionable(self, request, queryset) -> list[BackupRecord]:
+        """The selected backups the actor may act on: those whose server they
+        can see now (its current owner, not whoever owned it when the backup
+        was taken), or, for a backup of a deleted server, that they own. The
+        rest are skipped without naming them."""
+        records = list(queryset.select_related("server"))
+        user = request.user
+        if not (user.is_active and user.is_superuser):
+            servers = set(Server.objects.for_user(user).filter(pk__in={r.server_id for r in records if r.server_id})
+                          .values_list("pk", flat=True))
+            kept = set(BackupRecord.objects.for_user(user).filter(
+                pk__in=[r.pk for r in records if r.server_id is None]).values_list("pk", flat=True))
+            allowed = [r for r in records if (r.server_id in servers if r.server_id else r.pk in kept)]
+            if len(allowed) != len(records):
+                self.message_user(request, f"{len(records) - len(allowed)} selected backup(s) not found.",
+                                  messages.ERROR)
+            records = allowed
+        return records
+
     @admin.action(description="Restore… (preview, then confirm)", permissions=["change"])
     def restore_selected(self, request, queryset):
         """Step 1 shows restore_preview on an intermediate page; its confirm
@@ -114,7 +137,10 @@ class BackupRecordAdmin(OwnerScopedAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one backup to restore.", messages.WARNING)
             return None
-        record = queryset.select_related("server").first()
+        records = self._actionable(request, queryset)
+        if not records:
+            return None
+        record = records[0]
         if record.server is None:
             self.message_user(request, "The server of this backup was deleted; it cannot be restored here.",
                               messages.ERROR)
@@ -141,7 +167,7 @@ class BackupRecordAdmin(OwnerScopedAdmin):
     @admin.action(description="Verify selected backups again")
     def verify_selected(self, request, queryset):
         count = 0
-        for record in queryset:
+        for record in self._actionable(request, queryset):
             try:
                 actions.backup_verify_request(record=record, actor=request.user, request=request, source="admin")
             except DomainError:
@@ -150,7 +176,7 @@ class BackupRecordAdmin(OwnerScopedAdmin):
         self.message_user(request, f"Verification queued for {count} backup(s).")
 
     def _lock(self, request, queryset, locked: bool):
-        for record in queryset:
+        for record in self._actionable(request, queryset):
             try:
                 actions.backup_lock(record=record, locked=locked, actor=request.user, request=request, source="admin")
             except DomainError as exc:
@@ -159,7 +185,7 @@ class BackupRecordAdmin(OwnerScopedAdmin):
     @admin.action(description="Delete backup files (records stay in history)")
     def delete_selected_files(self, request, queryset):
         deleted = 0
-        for record in queryset:
+        for record in self._actionable(request, queryset):
             try:
                 actions.backup_delete(record=record, actor=request.user, request=request, source="admin")
                 deleted += 1

@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
-from mcsite.ownership import owned_queryset
+from mcsite.ownership import OwnedQuerySet, owned_queryset
 from mcsite.sealing import seal, unseal
 
 ACTIVE_STATUSES = ("queued", "running")
@@ -61,6 +63,16 @@ class BackupSchedule(models.Model):
         return f"{self.server} {self.schedule_type} at {self.schedule_time:%H:%M}"
 
 
+class BackupRecordQuerySet(OwnedQuerySet):
+    """A backup belongs to whoever owns its server now (a server given to
+    another user takes its backups along at once). Only a backup whose server
+    was deleted is owned through its own `owner`: the server's last owner,
+    written when it was detached (records.backups_detach_or_delete)."""
+
+    def owner_filter(self, user) -> models.Q:
+        return models.Q(server__owner=user) | models.Q(server__isnull=True, owner=user)
+
+
 class BackupRecord(models.Model):
     """One backup: its file, checksums, verification and state. A deleted
     backup keeps its record (history) with status `deleted`."""
@@ -80,9 +92,18 @@ class BackupRecord(models.Model):
     server = models.ForeignKey(
         "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
     )
-    # Kept so backups the user chose to keep stay theirs after the server is gone.
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="backups")
+    # Who owns the backup once its server is gone (the server's last owner).
+    # While the server exists it is the server's owner that counts (see
+    # BackupRecordQuerySet); this copy follows it (servers.services.server_update)
+    # for display only. Deleting a user never deletes a backup through it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
     server_name = models.CharField(max_length=100)
+    # The folder (relative to the servers root) of the server when it was
+    # deleted: while kept backups remember it, no other user may put a server
+    # on that folder (it still holds the world they were taken from).
+    server_directory = models.CharField(max_length=500, blank=True, default="")
     filename = models.CharField(max_length=200, blank=True)
     storage_path = models.CharField(max_length=500, blank=True, help_text="Relative to the backup root")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -124,7 +145,7 @@ class BackupRecord(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
-    objects = owned_queryset("owner").as_manager()
+    objects = BackupRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -289,3 +310,15 @@ class AlertIncident(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.subject}"
+
+
+@receiver(pre_delete, sender="servers.Server", dispatch_uid="backups.remember_folder_of_deleted_server")
+def _remember_folder_of_deleted_server(sender, instance, **kwargs):
+    """A server deleted other than through server_delete (its owner's user
+    account deleted, say) leaves its backups behind like server_delete would:
+    they remember its folder, and a copy of `owner` that is not the server's
+    owner (a race with a move) is cleared rather than handing them to someone
+    else; the account's own SET_NULL clears the rest."""
+    records = BackupRecord.objects.filter(server=instance)
+    records.update(server_directory=instance.directory)
+    records.exclude(owner_id=instance.owner_id).update(owner=None)

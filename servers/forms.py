@@ -2,7 +2,7 @@ from django import forms
 
 from mcsite.errors import DomainError
 from servers.models import Server
-from servers.services import resolve_server_directory
+from servers.services import check_name, check_rcon_host_allowed, resolve_server_directory
 
 
 class ServerForm(forms.ModelForm):
@@ -43,14 +43,36 @@ class ServerForm(forms.ModelForm):
         if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
             del self.fields["start_command"]
 
+    def _owner(self):
+        """Who the server will belong to: the owner an administrator picked in
+        this form (admin), else its current owner, else the acting user."""
+        chosen = self.cleaned_data.get("owner")
+        if chosen is not None:
+            return chosen
+        return self.instance.owner if self.instance.owner_id else self.user
+
     def clean_directory(self):
         try:
-            return resolve_server_directory(self.cleaned_data["directory"], exclude_pk=self.instance.pk)
+            return resolve_server_directory(self.cleaned_data["directory"], exclude_pk=self.instance.pk,
+                                            owner=self._owner())
         except DomainError as exc:
             raise forms.ValidationError(exc.message) from None
 
+    def clean_rcon_host(self):
+        host = self.cleaned_data["rcon_host"]
+        current = self.instance.rcon_host if self.instance.pk else Server._meta.get_field("rcon_host").default
+        try:
+            check_rcon_host_allowed(actor=self.user, new=host, current=current)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return host
+
     def clean_name(self):
         name = self.cleaned_data["name"]
+        try:
+            check_name(name)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
         owner = self.instance.owner if self.instance.owner_id else self.user
         if owner is not None and Server.objects.filter(owner=owner, name=name).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("You already have a server with this name.")

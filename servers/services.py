@@ -1,6 +1,8 @@
 """Use cases for servers. Views, admin and commands call these; they never
 change Server rows themselves."""
 
+import re
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -19,12 +21,47 @@ def servers_root() -> Path:
 UNAVAILABLE_DIRECTORY = ("Directory must be an existing folder inside the servers root that no other server uses")
 
 
-def resolve_server_directory(raw: str, *, exclude_pk: int | None = None) -> str:
+def _overlaps(a: str, b: str) -> bool:
+    """Two folders relative to the servers root: the same, or one inside the other."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _mcsite_folders() -> tuple[list[Path], list[Path]]:
+    """mcsite's own folders: ones a server folder may neither be, contain nor
+    lie inside (backups, run and log folders), and ones it may not contain
+    (the project itself with its var/ folder: secret key, database, broker)."""
+    both = [settings.MCSITE_BACKUP_ROOT, settings.MCSITE_RUN_DIR, settings.MCSITE_LOG_DIR]
+    contained = [getattr(settings, "BASE_DIR", None), getattr(settings, "STATIC_ROOT", None)]
+    database = settings.DATABASES.get("default", {})
+    if "sqlite" in database.get("ENGINE", "") and str(database.get("NAME", "")).startswith("/"):
+        contained.append(database["NAME"])
+    resolve = lambda paths: [Path(p).resolve() for p in paths if p]  # noqa: E731
+    return resolve(both), resolve(contained)
+
+
+def _kept_backups_block(relative: str, owner) -> bool:
+    """Another user's deleted server had this folder (or one inside or around
+    it) and its backups were kept: the folder still holds that user's world."""
+    from backups.models import BackupRecord  # backups builds on servers
+
+    if owner is not None and getattr(owner, "is_superuser", False):
+        return False  # an administrator sees those backups anyway
+    kept = (BackupRecord.objects.filter(server__isnull=True).exclude(status=BackupRecord.Status.DELETED)
+            .exclude(server_directory="").values_list("server_directory", "owner_id").distinct())
+    owner_id = getattr(owner, "pk", None)
+    return any(_overlaps(relative, folder) for folder, kept_owner in kept if owner_id is None or kept_owner != owner_id)
+
+
+def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=None) -> str:
     """The folder as a path relative to the servers root, after following every
     symlink. Refused: anything resolving outside the root, the root itself, a
-    missing folder, and a folder that is, contains or lies inside another
-    server's folder or mcsite's own folders. Missing and taken get the same
-    message, so the names of other users' folders cannot be probed."""
+    missing folder, a folder any part of whose path starts with a dot (mcsite's
+    own leftovers beside a server folder, `.x.restore-…`, `.x.pre-restore-…`,
+    `.x.failed-restore-…`, `.x.previous-…`, are all dot-named), mcsite's own
+    folders, a folder that is, contains or lies inside another server's folder,
+    and the folder of another user's deleted server while its kept backups
+    exist (`owner` is who the server will belong to). Missing and taken get
+    the same message, so the names of other users' folders cannot be probed."""
     if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
         raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is required")
     root = servers_root()
@@ -39,16 +76,63 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None) -> str:
         raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory must be a folder inside the servers root")
     if not resolved.is_dir():
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
-    for reserved in (settings.MCSITE_BACKUP_ROOT, settings.MCSITE_RUN_DIR, settings.MCSITE_LOG_DIR):
-        reserved = Path(reserved).resolve()
-        if reserved.is_relative_to(resolved) or resolved.is_relative_to(reserved):
-            raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
-    relative = resolved.relative_to(root).as_posix()
+    relative_path = resolved.relative_to(root)
+    if any(part.startswith(".") for part in relative_path.parts):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    both, contained = _mcsite_folders()
+    if any(reserved.is_relative_to(resolved) or resolved.is_relative_to(reserved) for reserved in both):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    if any(reserved.is_relative_to(resolved) for reserved in contained):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    relative = relative_path.as_posix()
     others = Server.objects.exclude(pk=exclude_pk).values_list("directory", flat=True)
-    for other in others:
-        if other == relative or relative.startswith(other + "/") or other.startswith(relative + "/"):
-            raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    if any(_overlaps(relative, other) for other in others):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
+    if _kept_backups_block(relative, owner):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     return relative
+
+
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators:
+# a name ends up in log lines, task names, e-mails and file names.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+NAME_CONTROL_MESSAGE = "Name cannot contain control characters (line breaks, tabs and the like)."
+
+
+def check_name(name) -> None:
+    if isinstance(name, str) and _CONTROL.search(name):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, NAME_CONTROL_MESSAGE, details={"name": [NAME_CONTROL_MESSAGE]})
+
+
+DEFAULT_RCON_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def rcon_allowed_hosts() -> list[str]:
+    """Hosts a non-administrator may point RCON at: loopback, this machine's
+    host name, and the MCSITE_RCON_ALLOWED_HOSTS setting (a list, or one
+    comma-separated string; exact host names or addresses, case-insensitive)."""
+    extra = getattr(settings, "MCSITE_RCON_ALLOWED_HOSTS", ()) or ()
+    if isinstance(extra, str):
+        extra = extra.split(",")
+    hosts = []
+    for host in (*DEFAULT_RCON_HOSTS, socket.gethostname(), *extra):
+        host = str(host or "").strip()
+        if host and host.lower() not in (h.lower() for h in hosts):
+            hosts.append(host)
+    return hosts
+
+
+def check_rcon_host_allowed(*, actor, new, current) -> None:
+    """The worker connects to the RCON host with bytes the user chooses: only
+    an administrator may point it anywhere but this machine (or the hosts the
+    setting adds). A host an administrator chose stays when saved unchanged."""
+    if getattr(actor, "is_superuser", False) or not isinstance(new, str) or new == current:
+        return
+    allowed = rcon_allowed_hosts()
+    if new.strip().lower() not in (h.lower() for h in allowed):
+        message = (f"RCON host must be one of: {', '.join(allowed)}. "
+                   "Only an administrator can set another host.")
+        raise DomainError(ErrorCode.VALIDATION_ERROR, message, details={"rcon_host": [message]})
 
 
 def check_start_command_allowed(*, actor, new: str, current: str) -> None:
@@ -67,7 +151,8 @@ _EDITABLE = {
 
 
 def _apply(server: Server, data: dict, actor) -> None:
-    for field, value in data.items():
+    # The owner first: the directory check depends on who the server will belong to.
+    for field, value in sorted(data.items(), key=lambda item: item[0] != "owner"):
         if field == "owner":
             if not getattr(actor, "is_superuser", False):
                 raise DomainError(ErrorCode.PERMISSION_DENIED, "Only an administrator can give a server to another user")
@@ -75,10 +160,16 @@ def _apply(server: Server, data: dict, actor) -> None:
         elif field == "rcon_password":
             server.rcon_password = value
         elif field == "directory":
-            server.directory = resolve_server_directory(value, exclude_pk=server.pk)
+            server.directory = resolve_server_directory(value, exclude_pk=server.pk, owner=server.owner)
         elif field == "start_command":
             check_start_command_allowed(actor=actor, new=value, current=server.start_command)
             server.start_command = value
+        elif field == "name":
+            check_name(value)
+            server.name = value
+        elif field == "rcon_host":
+            check_rcon_host_allowed(actor=actor, new=value, current=server.rcon_host)
+            server.rcon_host = value
         elif field in _EDITABLE:
             setattr(server, field, value)
 
@@ -110,6 +201,13 @@ def server_update(*, server: Server, data: dict, actor, request=None, source: st
     if {"name", "owner"} & set(data):
         _check_name_free(owner=server.owner, name=server.name, exclude_pk=server.pk)
     server.save()
+    if "owner" in data:
+        # Who may see the backups is read from the server itself; the copy
+        # on each backup (shown in the admin, kept when the server is
+        # deleted) follows in the same transaction.
+        from backups.models import BackupRecord
+
+        BackupRecord.objects.filter(server=server).exclude(owner=server.owner).update(owner=server.owner)
     schedule = getattr(server, "backup_schedule", None)
     if schedule is not None and ({"node", "name"} & set(data)):
         from backups import scheduling

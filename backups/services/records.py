@@ -11,16 +11,26 @@ logger = logging.getLogger("mcsite.backups")
 
 def backups_detach_or_delete(*, server, delete_files: bool) -> int:
     """Before a server is deleted: either delete its backups (files removed,
-    records marked deleted) or keep them as the owner's, tied to no server."""
+    records marked deleted) or keep them, tied to no server, as the backups
+    of the server's last owner. Either way they remember the server's folder:
+    while kept backups exist, no other user may put a server on it (it still
+    holds the world they were taken from; servers.services)."""
+    from servers.models import Server  # backups builds on servers
+
     records = BackupRecord.objects.filter(server=server)
     count = 0
     with transaction.atomic():
+        # The owner and folder as they are now, not as a caller loaded them.
+        owner_id, directory = (Server.objects.select_for_update().filter(pk=server.pk)
+                               .values_list("owner_id", "directory").first() or (server.owner_id, server.directory))
         for record in records.select_for_update():
             if delete_files and record.status != BackupRecord.Status.DELETED:
                 storage.remove_backup_file(record)
                 record.status = BackupRecord.Status.DELETED
                 record.deleted_at = timezone.now()
             record.server = None
-            record.save(update_fields=["server", "status", "deleted_at"])
+            record.owner_id = owner_id
+            record.server_directory = directory
+            record.save(update_fields=["server", "owner", "server_directory", "status", "deleted_at"])
             count += 1
     return count

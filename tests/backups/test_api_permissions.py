@@ -90,3 +90,81 @@ def test_schedule_create_naming_another_users_server_is_404(bob_api, world):
 def test_schedule_list_shows_only_own_schedules(bob_api, admin_api, world):
     assert bob_api.get("/api/backups/schedules").json()["data"] == []
     assert len(admin_api.get("/api/backups/schedules").json()["data"]) == 1
+
+
+# --- issue #11: ownership follows the server, not a snapshot taken at backup time ---
+
+@pytest.fixture
+def moved_world(world, bob, admin_user):
+    """Alice's server (backup, schedule, restore) given to bob by an admin."""
+    from servers.models import Server
+    from servers.services import server_update
+
+    server_update(server=Server.objects.get(pk=world["sid"]), data={"owner": bob}, actor=admin_user)
+    return world
+
+
+@pytest.mark.parametrize("method,url,body", ENDPOINTS, ids=IDS)
+def test_after_a_move_the_old_owner_gets_404_and_learns_nothing(alice_api, moved_world, method, url, body):
+    response = _call(alice_api, method, url, body, moved_world)
+    assert response.status_code == 404, response.content
+    assert response.json()["code"] == "NOT_FOUND"
+    text = response.content.decode()
+    for secret in ("alices-secret-world", moved_world["filename"], moved_world["size"], moved_world["sha"]):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("method,url,body", ENDPOINTS, ids=IDS)
+def test_after_a_move_the_new_owner_is_let_in(bob_api, moved_world, method, url, body):
+    response = _call(bob_api, method, url, body, moved_world)
+    assert response.status_code not in (401, 403, 404, 500), response.content[:300]
+
+
+def test_after_a_move_the_backup_record_names_the_new_owner(moved_world, bob):
+    from backups.models import BackupRecord
+
+    assert set(BackupRecord.objects.filter(server_id=moved_world["sid"]).values_list("owner", flat=True)) == {bob.pk}
+    assert BackupRecord.objects.for_user(bob).filter(pk=moved_world["bid"]).exists()
+    assert not BackupRecord.objects.for_user(bob.__class__.objects.get(username="alice")).exists()
+
+
+@pytest.fixture
+def kept_after_move(moved_world, bob):
+    """Bob, the new owner, deleted the server and kept its backups."""
+    from servers.models import Server
+    from servers.services import server_delete
+
+    server_delete(server=Server.objects.get(pk=moved_world["sid"]), delete_backups=False, actor=bob)
+    return moved_world
+
+
+DETACHED = [("get", "/api/backups/detached/{bid}", None), ("get", "/api/backups/detached/{bid}/download", None),
+            ("delete", "/api/backups/detached/{bid}", None)]
+
+
+@pytest.mark.parametrize("method,url,body", DETACHED, ids=[f"{m} {u}" for m, u, _ in DETACHED])
+def test_kept_backups_of_a_moved_then_deleted_server_belong_to_its_last_owner(alice_api, bob_api, kept_after_move,
+                                                                            method, url, body):
+    response = _call(alice_api, method, url, body, kept_after_move)
+    assert response.status_code == 404 and kept_after_move["filename"] not in response.content.decode()
+    assert kept_after_move["filename"] not in alice_api.get("/api/backups/detached").content.decode()
+    assert kept_after_move["filename"] in bob_api.get("/api/backups/detached").content.decode()
+    response = _call(bob_api, method, url, body, kept_after_move)
+    assert response.status_code == 200, response.content[:300]
+
+
+def test_deleting_the_old_owner_keeps_the_new_owners_backups(moved_world, alice, bob, bob_api):
+    from backups import storage
+    from backups.models import BackupRecord
+
+    alice.delete()
+    record = BackupRecord.objects.get(pk=moved_world["bid"])
+    assert record.server_id == moved_world["sid"] and storage.file_present(record)
+    history = bob_api.get(f"/api/backups/{moved_world['sid']}/history").json()["data"]
+    assert moved_world["bid"] in [row["id"] for row in history]
+
+
+def test_deleting_a_user_keeps_another_users_kept_backups(kept_after_move, alice, bob_api):
+    alice.delete()
+    response = bob_api.get(f"/api/backups/detached/{kept_after_move['bid']}")
+    assert response.status_code == 200, response.content[:300]
