@@ -3,15 +3,10 @@ object, from where, and how it ended."""
 
 import logging
 
+from mcsite.client_ip import client_ip  # the site's one rule for the client's address
 from mcsite.models import AuditEvent
 
 logger = logging.getLogger("mcsite.audit")
-
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def audit(

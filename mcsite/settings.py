@@ -76,6 +76,10 @@ MCSITE_ALERT_URLS = env.list("MCSITE_ALERT_URLS", default=[])
 MCSITE_ALERT_EMAILS = env.list("MCSITE_ALERT_EMAILS", default=[])
 MCSITE_NODE = env.str("MCSITE_NODE", default="default")
 MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
+# Extra RCON hosts a non-admin may use (loopback and this host's name always are).
+MCSITE_RCON_ALLOWED_HOSTS = env.list("MCSITE_RCON_ALLOWED_HOSTS", default=[])
+# API tokens stop working this many days after they were issued (issue #11).
+MCSITE_TOKEN_MAX_AGE_DAYS = env_int("MCSITE_TOKEN_MAX_AGE_DAYS", 90, 1, 3650)
 
 try:
     import zoneinfo
@@ -97,6 +101,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
+    "axes",  # login throttling (mcsite/login_throttle.py)
     "mcsite",
     "servers",
     "backups",
@@ -115,6 +120,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a login that django-axes refused into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes' backend first: it refuses a locked login before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "mcsite.urls"
@@ -222,8 +235,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "mcsite.api.pagination.EnvelopePagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        # DRF's own, keyed on the client address of mcsite/client_ip.py
+        "mcsite.api.throttling.AnonRateThrottle",
+        "mcsite.api.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("MCSITE_THROTTLE_ANON", default="60/min"),
@@ -284,7 +298,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "event": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One record, one line: messages are escaped (mcsite/logfmt.py, issue #11).
+        "event": {
+            "()": "mcsite.logfmt.OneLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "event"},
@@ -298,10 +316,40 @@ LOGGING = {
         "mcsite": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "celery": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
+        # django-axes: one WARNING per failed login (username and address masked)
+        "axes": {"handlers": ["console", "app_file"], "level": "WARNING", "propagate": False},
     },
 }
 
 # --- Security ----------------------------------------------------------------
+# The client's address is the socket's; X-Forwarded-For is read only when the
+# socket's peer is one of these proxies (IPs or CIDRs), see mcsite/client_ip.py.
+try:
+    from mcsite.client_ip import parse_networks
+
+    MCSITE_TRUSTED_PROXIES = parse_networks(env.list("MCSITE_TRUSTED_PROXIES", default=[]))
+except ValueError as error:
+    raise ImproperlyConfigured(f"MCSITE_TRUSTED_PROXIES: {error}") from None
+
+# Login throttling at every login door (mcsite/login_throttle.py, django-axes):
+# failures per (username, client address), a higher cap per client address.
+MCSITE_LOGIN_FAILURE_LIMIT = env_int("MCSITE_LOGIN_FAILURE_LIMIT", 5, 1, 1000)
+MCSITE_LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("MCSITE_LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50, 1, 100_000)
+if MCSITE_LOGIN_FAILURE_LIMIT_PER_ADDRESS < MCSITE_LOGIN_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        f"MCSITE_LOGIN_FAILURE_LIMIT_PER_ADDRESS ({MCSITE_LOGIN_FAILURE_LIMIT_PER_ADDRESS}) must be at least "
+        f"MCSITE_LOGIN_FAILURE_LIMIT ({MCSITE_LOGIN_FAILURE_LIMIT})"
+    )
+MCSITE_LOGIN_COOLOFF_MINUTES = env_int("MCSITE_LOGIN_COOLOFF_MINUTES", 15, 1, 7 * 24 * 60)
+AXES_HANDLER = "mcsite.login_throttle.LoginThrottleHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_FAILURE_LIMIT = "mcsite.login_throttle.failure_limit"
+AXES_COOLOFF_TIME = "mcsite.login_throttle.cool_off"
+AXES_CLIENT_IP_CALLABLE = "mcsite.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "mcsite.login_throttle.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # the handler forgets only the (username, address) that logged in
+AXES_VERBOSE = False  # mcsite.login_throttle logs and audits lockouts itself
+
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

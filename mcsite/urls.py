@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 
 from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
+from mcsite.api.tokens import TokenRotateView
 from servers.api import ServerViewSet
 
 router = SimpleRouter()
@@ -15,6 +16,7 @@ router.register("servers", ServerViewSet, basename="server")
 
 api_patterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="api-token"),
+    re_path(r"^auth/token/rotate/?$", TokenRotateView.as_view(), name="api-token-rotate"),
     # The schema and its docs are public, like any published API description.
     re_path(r"^schema/?$", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from servers.rcon import RconClient, RconError
+from servers.rcon import RconClient, RconError, rcon_failure_message
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +305,8 @@ def _ask_to_stop(spec: ServerProcessSpec, log: Log) -> StopStep | None:
                 spec.rcon_host, spec.rcon_port, spec.rcon_password, timeout=min(5.0, spec.stop_timeout)
             )
             rcon.connect()
-        except RconError as exc:
-            _emit(log, f"Could not send 'stop' over RCON: {exc}")
+        except RconError as exc:  # the log is for admins: the precise reason
+            _emit(log, f"Could not send 'stop' over RCON: {rcon_failure_message(exc, detailed=True)}")
         else:
             try:
                 reply = rcon.command("stop")

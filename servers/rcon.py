@@ -20,6 +20,14 @@ Quirks of the real server this client is built around:
   and it works however slowly the command runs.
 * The server closes idle or broken connections; the next ``command`` reconnects.
 
+What a user is told (issue #11): the host and port are the user's to set and
+the worker connects from inside the network, so the messages must not tell a
+closed port from a silent one or from something that is not RCON. Every way
+the connection or the login fails gives ONE message (``UNREACHABLE_MESSAGE``);
+the precise reason stays on the exception (``exc.detail``) and is logged as a
+``server_control rcon_unreachable`` line. Errors after a good login (the peer
+proved to be the user's own RCON server) keep their precise text.
+
 No maintained PyPI client fitted: ``mcrcon`` times out through ``signal.alarm``
 (main thread only, so unusable in a Celery worker) and neither it nor ``rcon``
 reads fragmented replies the way described above.
@@ -28,6 +36,7 @@ reads fragmented replies the way described above.
 from __future__ import annotations
 
 import itertools
+import logging
 import select
 import socket
 import struct
@@ -40,10 +49,30 @@ RESPONSE = 0
 END_MARKER_TYPE = 100  # unknown to the server: it answers "Unknown request 64"
 MAX_COMMAND_BYTES = 1446  # the server reads at most 1460 bytes per packet
 MAX_PACKET_LENGTH = 64 * 1024  # 4096 UTF-16 units are at most ~12 KiB of UTF-8
+UNREACHABLE_MESSAGE = (
+    "Could not reach the server's RCON (check that the server is running, enable-rcon, "
+    "rcon.port and the password)."
+)
+
+logger = logging.getLogger("mcsite.servers")
 
 
 class RconError(Exception):
-    """Any RCON failure."""
+    """Any RCON failure. ``str(exc)`` is what a user may read; ``detail`` is
+    the precise reason, for the log and for admins."""
+
+    @property
+    def detail(self) -> str:
+        return getattr(self, "_detail", None) or str(self)
+
+
+def rcon_failure_message(exc: BaseException, *, detailed: bool) -> str:
+    """The text to show for an RCON failure: the precise reason for an admin
+    (``detailed=True``), else the one message that says nothing about what
+    listens at the address."""
+    if isinstance(exc, RconError):
+        return exc.detail if detailed else str(exc)
+    return str(exc)
 
 
 class RconConnectionError(RconError):
@@ -64,6 +93,17 @@ class RconTimeout(RconError):
 
 class RconProtocolError(RconError):
     """The server sent something that is not an RCON packet."""
+
+
+def _quoted(text: str) -> str:
+    """A log value on one line (logfmt quoting, as backups/events.py writes)."""
+    escaped = "".join(
+        {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+        or (ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
+            else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        for ch in text
+    )
+    return f'"{escaped}"'
 
 
 def encode_packet(request_id: int, packet_type: int, body: str) -> bytes:
@@ -106,12 +146,26 @@ class RconClient:
                 self._sock = None
 
     def connect(self) -> None:
-        """Open the connection and log in (again, if it was open)."""
+        """Open the connection and log in (again, if it was open).
+
+        Any failure raises with ``UNREACHABLE_MESSAGE`` as its text (the
+        exception class and ``detail`` still say what happened)."""
         self.close()
-        if not self.password:
+        if not self.password:  # said plainly: it tells nothing about the network
             raise RconAuthError(
                 f"No RCON password for {self.address}: Minecraft disables RCON when rcon.password is empty."
             )
+        try:
+            self._connect_and_login()
+        except RconError as exc:
+            self.close()
+            exc._detail = str(exc)
+            exc.args = (UNREACHABLE_MESSAGE,)
+            logger.warning("server_control rcon_unreachable address=%s reason=%s", self.address,
+                           _quoted(exc._detail))
+            raise
+
+    def _connect_and_login(self) -> None:
         try:
             self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except ConnectionRefusedError as exc:

@@ -7,7 +7,6 @@ from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
-from rest_framework.throttling import UserRateThrottle
 
 from backups import storage
 from backups.api import serializers as s
@@ -16,6 +15,7 @@ from backups.selectors import backup_status
 from backups.services import actions, restores, runs, schedules
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
+from mcsite.api.throttling import UserRateThrottle  # keyed on the site's client-address rule
 from mcsite.errors import DomainError, ErrorCode
 from servers.models import Server
 from servers.selectors import server_status

@@ -4,14 +4,31 @@ File layout (all integers big-endian)::
 
     header (47 bytes)
       magic        6  b"MCSENC"
-      version      1  1
+      version      1  2 (1: older files, still read)
       mode         1  1 = password, 2 = key
       chunk_size   4  plaintext bytes per chunk (the last chunk may be shorter)
       iterations   4  PBKDF2 iterations (0 in key mode)
       salt        16  random per file
-      fingerprint  8  identifies the secret (see ``EncryptionSpec.fingerprint``)
+      fingerprint  8  tells which secret opens the file (see below)
       nonce_prefix 7  random per file
     chunk*            AES-256-GCM(ciphertext || 16-byte tag)
+
+The fingerprint (issue #11). Version 1 wrote ``EncryptionSpec.fingerprint``,
+one value per secret: scrypt of the password under ONE fixed salt, the same on
+every install, so a table computed once would name common passwords in anyone's
+files. Version 2 writes a per-file key check value instead: with
+``m = KDF(secret, salt, iterations)`` (the file's random salt, PBKDF2 or HKDF
+as below), the AEAD key is ``HMAC(m, "mcsite/v2/aead")`` and the fingerprint
+``HMAC(m, "mcsite/v2/fingerprint")[:8]``. The same password gives a different
+fingerprint in every file; testing a guess against it costs the full PBKDF2,
+exactly what trying to decrypt chunk 0 already costs, so it is no shortcut;
+and matching a file needs nothing but the secret and the header (a rebuilt
+install or a standalone tool: ``spec.matches(header)``). For the right secret
+the derivation is the one decryption needs anyway; results are cached per
+(secret, file), so verify + preview + restore of a file derive once.
+``EncryptionSpec.fingerprint`` stays the stable, per-secret identifier the
+database keeps (``key_fingerprint``) to find a backup's secret; it no longer
+appears in files.
 
 Each chunk's nonce is ``nonce_prefix || counter (4 bytes) || last flag (1 byte)``
 and the whole header is the associated data of every chunk, as in age/Tink's
@@ -20,9 +37,10 @@ chunk boundary (the final chunk is the only one sealed with flag 1) or grown
 (a chunk after the flagged one fails), and any header byte that changes makes
 chunk 0 fail. An empty plaintext still produces one (empty, flagged) chunk.
 
-The per-file key is PBKDF2-HMAC-SHA256(password, salt, iterations) in password
-mode and HKDF-SHA256(key, salt, "mcsite stream v1") in key mode, so two files
-never share a key even with the same secret.
+The per-file key material is PBKDF2-HMAC-SHA256(password, salt, iterations) in
+password mode and HKDF-SHA256(key, salt, "mcsite stream v1") in key mode, so two
+files never share a key even with the same secret (version 1 used it as the
+AEAD key directly).
 
 Decryption authenticates each chunk before releasing its plaintext. A reader
 only learns that the *stream* is complete when it reaches the flagged chunk, so
@@ -38,6 +56,8 @@ import hmac
 import os
 import secrets
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
@@ -51,7 +71,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from .errors import DECRYPTION_FAILED, INVALID_ENCRYPTION_KEY, INVALID_SETTING, EngineError
 
 MAGIC = b"MCSENC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version written; 1 is still read
+LEGACY_VERSION = 1
 MODE_PASSWORD = 1
 MODE_KEY = 2
 HEADER = struct.Struct(">6sBBII16s8s7s")
@@ -67,9 +88,23 @@ MAX_ITERATIONS = 50_000_000  # refuse headers that would make the KDF a denial o
 # otherwise the public header would let an attacker test guesses cheaply.
 # scrypt N=2^15, r=8, p=3 is one of OWASP's recommended equivalents.
 _FP_SCRYPT = dict(n=2**15, r=8, p=3)
-_FP_PASSWORD_SALT = b"mcsite/password-fingerprint/v1"
+_FP_PASSWORD_SALT = b"mcsite/password-fingerprint/v1"  # the stable id, and version 1 headers only
 _FP_KEY_LABEL = b"mcsite/key-fingerprint/v1"
 _HKDF_INFO = b"mcsite stream v1"
+_V2_AEAD_LABEL = b"mcsite/v2/aead"
+_V2_FP_LABEL = b"mcsite/v2/fingerprint"
+
+# Per-process caches, so the same secret is not run through scrypt or PBKDF2
+# again for the same file (verify, preview and restore read one file three
+# times) or for a new EncryptionSpec object of the same secret (the services
+# build them per call). Entries are keyed by an HMAC of the secret under a
+# random per-process key, never by the secret itself.
+_PROCESS_KEY = secrets.token_bytes(32)
+_CACHE_LOCK = threading.Lock()
+# (tag, salt, iterations) -> (fingerprint, AEAD key), least recently used first
+_FILE_KEYS: "OrderedDict[tuple, tuple[bytes, bytes]]" = OrderedDict()
+_FILE_KEYS_MAX = 512
+_STABLE_IDS: dict[bytes, str] = {}
 
 
 def _decryption_failed(reason: str) -> EngineError:
@@ -120,19 +155,76 @@ class EncryptionSpec:
 
     @property
     def fingerprint(self) -> str:
-        """16 hex chars naming the secret, independent of any file's salt.
+        """16 hex chars naming the secret, independent of any file's salt: the
+        stable identifier the database keeps to find a backup's secret (and
+        the value version 1 headers carry). Files of version 2 carry a
+        per-file value instead (``file_fingerprint``).
 
         Key mode: HMAC-SHA256(key, label)[:8]. Password mode: scrypt of the
         password under a fixed label salt, truncated to 8 bytes — memory-hard,
-        so the public fingerprint is no shortcut for guessing the password.
+        so the value is no shortcut for guessing the password.
         """
         if "fp" not in self._cache:
-            if self.mode == MODE_KEY:
-                digest = hmac.new(self.secret, _FP_KEY_LABEL, hashlib.sha256).digest()
-            else:
-                digest = Scrypt(salt=_FP_PASSWORD_SALT, length=32, **_FP_SCRYPT).derive(self.secret)
-            self._cache["fp"] = digest[:8].hex()
+            tag = self._tag
+            with _CACHE_LOCK:
+                known = _STABLE_IDS.get(tag)
+            if known is None:
+                if self.mode == MODE_KEY:
+                    digest = hmac.new(self.secret, _FP_KEY_LABEL, hashlib.sha256).digest()
+                else:
+                    digest = Scrypt(salt=_FP_PASSWORD_SALT, length=32, **_FP_SCRYPT).derive(self.secret)
+                known = digest[:8].hex()
+                with _CACHE_LOCK:
+                    _STABLE_IDS[tag] = known
+            self._cache["fp"] = known
         return self._cache["fp"]
+
+    @property
+    def _tag(self) -> bytes:
+        """Names this secret in the per-process caches without holding it."""
+        if "tag" not in self._cache:
+            named = bytes([self.mode]) + self.secret
+            self._cache["tag"] = hmac.new(_PROCESS_KEY, named, hashlib.sha256).digest()
+        return self._cache["tag"]
+
+    def _v2_keys(self, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+        """(fingerprint 8 bytes, AEAD key) of a version 2 file with this salt."""
+        iterations = iterations if self.mode == MODE_PASSWORD else 0
+        entry = (self._tag, bytes(salt), iterations)
+        with _CACHE_LOCK:
+            found = _FILE_KEYS.get(entry)
+            if found is not None:
+                _FILE_KEYS.move_to_end(entry)
+                return found
+        material = self.derive_file_key(salt, iterations)
+        found = (hmac.new(material, _V2_FP_LABEL, hashlib.sha256).digest()[:8],
+                 hmac.new(material, _V2_AEAD_LABEL, hashlib.sha256).digest())
+        with _CACHE_LOCK:
+            _FILE_KEYS[entry] = found
+            while len(_FILE_KEYS) > _FILE_KEYS_MAX:
+                _FILE_KEYS.popitem(last=False)
+        return found
+
+    def file_fingerprint(self, salt: bytes, iterations: int | None = None) -> str:
+        """The fingerprint a version 2 file with this salt carries (hex)."""
+        return self._v2_keys(salt, self.iterations if iterations is None else iterations)[0].hex()
+
+    def aead_key_for(self, header: "StreamHeader") -> bytes | None:
+        """The AEAD key of the file whose header this is, or None when this
+        secret did not make the file. Needs nothing but the secret and the
+        header (no database): costs one KDF, cached per (secret, file)."""
+        if header.mode != self.mode:
+            return None
+        if header.version == LEGACY_VERSION:
+            if not hmac.compare_digest(self.fingerprint, header.fingerprint):
+                return None
+            return self.derive_file_key(header.salt, header.iterations)
+        fp, key = self._v2_keys(header.salt, header.iterations)
+        return key if hmac.compare_digest(fp.hex(), header.fingerprint) else None
+
+    def matches(self, header: "StreamHeader") -> bool:
+        """Whether this secret made the file whose header this is."""
+        return self.aead_key_for(header) is not None
 
     def derive_file_key(self, salt: bytes, iterations: int) -> bytes:
         if self.mode == MODE_PASSWORD:
@@ -169,9 +261,19 @@ class Keyring:
         return cls(list(value))
 
     def find(self, mode: int, fingerprint: str) -> EncryptionSpec | None:
+        """The secret with this stable fingerprint (what the database keeps)."""
         for spec in self.specs:
             if spec.mode == mode and hmac.compare_digest(spec.fingerprint, fingerprint):
                 return spec
+        return None
+
+    def match(self, header: "StreamHeader") -> tuple[EncryptionSpec, bytes] | None:
+        """(secret, AEAD key) for the file whose header this is, trying the
+        secrets in order (current first): one cached KDF per candidate."""
+        for spec in self.specs:
+            key = spec.aead_key_for(header)
+            if key is not None:
+                return spec, key
         return None
 
     def __len__(self) -> int:
@@ -191,11 +293,11 @@ class EncryptingWriter:
         salt = os.urandom(16)
         self._prefix = os.urandom(7)
         iterations = spec.iterations if spec.mode == MODE_PASSWORD else 0
+        fingerprint, key = spec._v2_keys(salt, iterations)  # cached: verifying it next costs no KDF
         self.header = HEADER.pack(
-            MAGIC, FORMAT_VERSION, spec.mode, chunk_size, iterations, salt,
-            bytes.fromhex(spec.fingerprint), self._prefix,
+            MAGIC, FORMAT_VERSION, spec.mode, chunk_size, iterations, salt, fingerprint, self._prefix,
         )
-        self._aead = AESGCM(spec.derive_file_key(salt, iterations))
+        self._aead = AESGCM(key)
         self._counter = 0
         self._buf = bytearray()
         self._closed = False
@@ -232,9 +334,10 @@ class StreamHeader:
     chunk_size: int
     iterations: int
     salt: bytes
-    fingerprint: str
+    fingerprint: str  # version 2: this file's own value; version 1: the secret's stable id
     nonce_prefix: bytes
     raw: bytes
+    version: int = FORMAT_VERSION
 
     @property
     def mode_name(self) -> str:
@@ -245,7 +348,7 @@ def parse_header(raw: bytes) -> StreamHeader:
     if len(raw) < HEADER_SIZE or not raw.startswith(MAGIC):
         raise _decryption_failed("not an mcsite encrypted stream or header truncated")
     magic, version, mode, chunk_size, iterations, salt, fp, prefix = HEADER.unpack(raw[:HEADER_SIZE])
-    if version != FORMAT_VERSION:
+    if version not in (LEGACY_VERSION, FORMAT_VERSION):
         raise _decryption_failed(f"unsupported format version {version}")
     if mode not in (MODE_PASSWORD, MODE_KEY):
         raise _decryption_failed("unknown mode in header")
@@ -253,7 +356,7 @@ def parse_header(raw: bytes) -> StreamHeader:
         raise _decryption_failed("chunk size in header out of range")
     if mode == MODE_PASSWORD and not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
         raise _decryption_failed("iteration count in header out of range")
-    return StreamHeader(mode, chunk_size, iterations, salt, fp.hex(), prefix, raw[:HEADER_SIZE])
+    return StreamHeader(mode, chunk_size, iterations, salt, fp.hex(), prefix, raw[:HEADER_SIZE], version)
 
 
 class DecryptingReader:
@@ -270,18 +373,23 @@ class DecryptingReader:
             header = parse_header(_read_exact(source, HEADER_SIZE))
         self.header = header
         keyring = Keyring.coerce(keyring)
-        spec = keyring.find(header.mode, header.fingerprint)
-        if spec is None:
+        found = keyring.match(header)
+        if found is None:
             raise _decryption_failed(
-                f"no {header.mode_name} in the keyring matches fingerprint {header.fingerprint}"
+                f"no {header.mode_name} in the keyring matches this file's fingerprint {header.fingerprint}"
             )
-        self.key_fingerprint = header.fingerprint
-        self._aead = AESGCM(spec.derive_file_key(header.salt, header.iterations))
+        self.spec, key = found
+        self._aead = AESGCM(key)
         self._sealed_size = header.chunk_size + TAG_SIZE
         self._pending = b""  # ciphertext read ahead, to know which chunk is last
         self._plain = memoryview(b"")
         self._counter = 0
         self._done = False
+
+    @property
+    def key_fingerprint(self) -> str:
+        """The stable id of the secret that opened the file (as the database keeps it)."""
+        return self.spec.fingerprint
 
     def _next_chunk(self) -> None:
         want = self._sealed_size + 1  # one byte more tells us whether this chunk is the last

@@ -319,7 +319,10 @@ class ArchiveStream:
         """Set up decryption and decompression; raises DECRYPTION_FAILED / BACKUP_CORRUPTED."""
         source = self._raw_peek
         if self.format.encrypted:
-            source = _Peekable(DecryptingReader(source, self._keyring))
+            decrypting = DecryptingReader(source, self._keyring)
+            # The header's fingerprint is the file's own; the secret's stable id is what records keep.
+            self.format.key_fingerprint = decrypting.key_fingerprint
+            source = _Peekable(decrypting)
         head = source.peek(512)
         compression = sniff_compression(head)
         if compression is None:

@@ -2,6 +2,10 @@
 the BackupSettings row so every process (web, worker, beat, shell) sees the
 same values. Secrets are sealed at rest and never shown back."""
 
+import logging
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +16,11 @@ from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from mcsite.sealing import seal, unseal
 
+logger = logging.getLogger("mcsite.backups")
+
+MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 = "safely unguessable: moderate protection from offline attacks"
+WEAK_PASSWORD_ALERT = "weak_encryption_password"
+_ZXCVBN_MAX_CHARS = 100  # zxcvbn's cost grows fast with length; 100 characters judge any real password
 
 def _invalid(field: str, message: str) -> DomainError:
     return DomainError(ErrorCode.VALIDATION_ERROR, message, details={field: [message]})
@@ -69,6 +78,12 @@ def settings_encryption_set(
             if isinstance(iterations, bool) or not isinstance(iterations, int) or not 100_000 <= iterations <= 10_000_000:
                 raise _invalid("iterations", "iterations must be an integer between 100000 and 10000000")
             config.kdf_iterations = iterations
+        if enabled and password is not None:
+            problems = password_problems(password) if isinstance(password, str) and password else []
+            if problems:
+                raise DomainError(ErrorCode.VALIDATION_ERROR,
+                                  "The encryption password is too weak: " + " ".join(problems),
+                                  details={"password": problems})
         if enabled and (password is not None or key is not None):
             try:
                 spec = (EncryptionSpec.from_password(password, config.kdf_iterations) if password is not None
@@ -83,7 +98,67 @@ def settings_encryption_set(
         config.save()
         audit(actor=actor, action="settings.encryption", obj=config, source=source,
               detail={"enabled": enabled, "mode": config.encryption_mode, "fingerprint": config.encryption_fingerprint})
+    if enabled and (password is not None or key is not None):  # a new secret, judged above
+        from backups.alerts import alert_resolve
+
+        alert_resolve(kind=WEAK_PASSWORD_ALERT, subject="site")
     return config
+
+
+# --- password strength (issue #11) --------------------------------------------
+
+def password_problems(password: str) -> list[str]:
+    """Why ``password`` is too weak to encrypt backups with ([] if it is not):
+    Django's AUTH_PASSWORD_VALIDATORS (no user) and zxcvbn's score >= 3 with
+    its feedback. The password itself never appears in the messages."""
+    problems: list[str] = []
+    try:
+        validate_password(password, user=None)
+    except ValidationError as exc:
+        problems.extend(exc.messages)
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(password[:_ZXCVBN_MAX_CHARS])
+    if result["score"] < MIN_PASSWORD_SCORE:
+        feedback = result.get("feedback") or {}
+        why = " ".join(filter(None, [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]))
+        problems.append(f"The password is too easy to guess (strength {result['score']}/4, "
+                        f"{MIN_PASSWORD_SCORE} needed).{' ' + why if why else ''}")
+    return problems
+
+
+_judged: dict[str, tuple[str, ...]] = {}  # stable fingerprint -> problems; a password never changes
+
+
+def flag_weak_secret(config: BackupSettings | None = None, spec: EncryptionSpec | None = None) -> bool:
+    """True when the password backups are encrypted with (``spec``, by default
+    the configured one) is weak; then the admins get ONE alert (an open
+    ``weak_encryption_password`` incident for "site", resolved when a new
+    password or key is set). Backups keep using it: a password accepted
+    before the strength rule must not stop them. Never raises."""
+    try:
+        if spec is None:
+            spec = current_encryption_spec(config)
+        if spec is None or spec.mode_name != "password":
+            return False
+        problems = _judged.get(spec.fingerprint)
+        if problems is None:
+            problems = _judged[spec.fingerprint] = tuple(password_problems(spec.secret.decode("utf-8")))
+        if not problems:
+            return False
+        from backups.alerts import alert_open
+
+        alert_open(
+            kind=WEAK_PASSWORD_ALERT, subject="site", title="The backup encryption password is weak",
+            body=("Backups are encrypted with a password that would not be accepted today. They still "
+                  "work, but set a stronger password (or a key) in the admin's backup settings or with "
+                  "backup_scheduler.configure_encryption(True, password=...). Older backups stay "
+                  "readable.\n\nWhy: " + " ".join(problems)),
+        )
+        return True
+    except Exception:  # noqa: BLE001 — a warning must never fail a backup
+        logger.exception("weak_secret_check_failed")
+        return False
 
 
 def _retire_current_secret(config: BackupSettings) -> None:
@@ -137,6 +212,7 @@ def encryption_spec_for(record, config: BackupSettings | None = None) -> Encrypt
         spec = next((s for s in decryption_keyring(config).specs if s.fingerprint == record.key_fingerprint), None)
     if spec is None:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "The encryption secret of this backup is no longer configured")
+    flag_weak_secret(config, spec)  # a weak password still encrypts; the admins hear of it once
     return spec
 
 

@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -28,10 +30,16 @@ class BearerTokenAuthentication(BaseAuthentication):
         key = token_from_header(request)
         if key is None:
             return None
-        user, token = ApiToken.user_for(key)
-        if user is None:
+        token = ApiToken.lookup(key)
+        if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token")
         now = timezone.now()
+        if token.is_expired(now):
+            raise exceptions.AuthenticationFailed(
+                f"The token expired at {token.expires.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: "
+                "get a new one from POST /api/auth/token"
+            )
+        user = token.user
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)  # at most once a minute
         return user, token

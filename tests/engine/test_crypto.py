@@ -39,7 +39,10 @@ def test_password_round_trip_and_header_names_mode_and_fingerprint(password_spec
     header = parse_header(blob[:HEADER_SIZE])
     assert header.mode_name == "password"
     assert header.iterations == 100_000
-    assert header.fingerprint == password_spec.fingerprint
+    # Issue #11: the header's fingerprint is salted per file (format 2), no longer the
+    # secret's install-independent id; the secret still recognises its file.
+    assert header.version == 2 and header.fingerprint != password_spec.fingerprint
+    assert password_spec.matches(header)
     assert _decrypt(blob, password_spec) == b"hello world" * 300
 
 
