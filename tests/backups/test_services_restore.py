@@ -167,3 +167,30 @@ def test_a_backup_whose_key_is_gone_is_refused_before_anything_stops(alice, make
             call(server=server, backup_filename=record.filename)
         assert excinfo.value.code == "DECRYPTION_FAILED"
     assert not RestoreRequest.objects.exists()
+
+
+def test_symlink_chains_planted_in_a_server_folder_reach_nothing_outside_it_after_a_restore(
+        alice, make_server, take_backup):
+    """a/b -> .. plus a/c -> b/.. (and deeper chains) each look inside the
+    folder on their own; together a/c is the servers root, where other
+    users' worlds are. Such links are not archived, and none is restored."""
+    server = make_server(alice, world=False)
+    root = server.path
+    (root / "a").mkdir()
+    os.symlink("..", root / "a" / "b")
+    os.symlink("b/..", root / "a" / "c")
+    (root / "x" / "y").mkdir(parents=True)
+    os.symlink("../..", root / "x" / "y" / "up")
+    os.symlink("x/y/up/..", root / "top")
+    os.symlink("a/c/../..", root / "deeper")
+    os.symlink("world-data", root / "fine")  # an ordinary link inside stays
+    (root / "world-data").mkdir()
+
+    record = take_backup(server)
+    assert any("a/c" in w for w in record.warnings) and any("top" in w for w in record.warnings)
+    restore = _restore(server, record)
+    assert restore.status == "succeeded", restore.error_message
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            assert Path(os.path.realpath(path)).is_relative_to(root.resolve()), f"{path} leaves the folder"
+    assert (root / "fine").is_symlink()
