@@ -83,6 +83,20 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def checkpoint_once_moving(progress, name: str):
+    """A progress callback with the crash point `name` at its first bytes
+    (mid-archive, mid-extraction)."""
+    fired = []
+
+    def wrapped(done: int, total: int) -> None:
+        if done and not fired:
+            fired.append(True)
+            checkpoint(name)
+        progress(done, total)
+
+    return wrapped
+
+
 # --- errors ---------------------------------------------------------------------
 
 def classify(exc: BaseException, *, restore: bool = False) -> tuple[ErrorCode, str]:

@@ -110,7 +110,7 @@ class _Run:
         progress = lifecycle.progress_writer(RestoreRequest, self.restore.pk, self.observer)
         result = engine.extract_to_staging(
             storage.absolute_path(backup.storage_path), self.target, keyring=config_service.decryption_keyring(),
-            progress=_crash_once_read(progress),
+            progress=lifecycle.checkpoint_once_moving(progress, "restore_mid_extract"),
             on_staging=lambda path: self.step("staging", folder=os.path.basename(path)),
         )
         staging = Path(result.staging_dir)
@@ -160,18 +160,6 @@ class _Run:
 
     def _log(self, message: str) -> None:
         logger.info("server_control server_id=%s restore_id=%s %s", self.server.pk, self.restore.pk, message)
-
-
-def _crash_once_read(progress):
-    fired = []
-
-    def wrapped(done: int, total: int) -> None:
-        if done and not fired:
-            fired.append(True)
-            lifecycle.checkpoint("restore_mid_extract")
-        progress(done, total)
-
-    return wrapped
 
 
 def repair(server: Server, steps: list, *, log_step, log) -> str:

@@ -133,7 +133,8 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
         lifecycle.set_phase(BackupRecord, record.pk, "archiving", observer)
         result = engine.create_archive(
             server.path, dest, compression=record.compression, encryption=spec, exclude=exclude,
-            progress=_crash_once_written(progress), on_step=lambda step: lifecycle.checkpoint(f"backup_{step}"),
+            progress=lifecycle.checkpoint_once_moving(progress, "backup_mid_archive"),
+            on_step=lambda step: lifecycle.checkpoint(f"backup_{step}"),
         )
     BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False, saves_paused=False)
 
@@ -159,19 +160,6 @@ def _consistency(record: BackupRecord, server: Server, observer):
     if live:
         return consistency.live_save_paused(spec, log)
     return consistency.stopped_for_backup(spec, log, on_started=lambda status: _remember_pid(server, status))
-
-
-def _crash_once_written(progress):
-    """The mid-archive crash point: after the first bytes are archived."""
-    fired = []
-
-    def wrapped(done: int, total: int) -> None:
-        if done and not fired:
-            fired.append(True)
-            lifecycle.checkpoint("backup_mid_archive")
-        progress(done, total)
-
-    return wrapped
 
 
 def _destination(record: BackupRecord, server: Server) -> Path:
