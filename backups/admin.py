@@ -241,7 +241,7 @@ class BackupSettingsForm(forms.ModelForm):
     class Meta:
         model = BackupSettings
         fields = ["compression", "encryption_enabled", "kdf_iterations", "verify_world", "restore_test",
-                  "disk_warning_percent", "disk_emergency_percent"]
+                  "disk_warning_percent", "disk_emergency_percent", "safety_backup_days"]
 
     def clean(self):
         data = super().clean()

@@ -219,6 +219,8 @@ class RestoreRequest(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     steps = models.JSONField(default=list, blank=True)
+    keep_excluded = models.BooleanField(
+        default=True, help_text="Keep what backups exclude (logs/, …) from the current folder")
     task_id = models.CharField(max_length=64, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
@@ -261,6 +263,9 @@ class BackupSettings(models.Model):
     restore_test = models.BooleanField(default=False, help_text="Extract each backup to a temp folder and compare")
     disk_warning_percent = models.PositiveSmallIntegerField(default=80)
     disk_emergency_percent = models.PositiveSmallIntegerField(default=90)
+    safety_backup_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="Days a restore's safety backup is kept (the rollback point) unless it is locked")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

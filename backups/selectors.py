@@ -8,7 +8,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 
 from backups import scheduling, storage
-from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
+from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 
 WINDOWS = {"24h": timedelta(hours=1 * 24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 _FINISHED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED, BackupRecord.Status.DELETED]
@@ -74,9 +74,20 @@ def disk_usage(*, server=None) -> dict:
         "used_percent": round(disk_usage_percent(), 1),
     }
     if server is not None:
-        data["server_backup_bytes"] = BackupRecord.objects.filter(
+        # Regular backups and safety backups (restores' rollback points, which
+        # expire on their own) are counted and sized apart. One query.
+        safety = Q(trigger=BackupRecord.Trigger.SAFETY)
+        row = BackupRecord.objects.filter(
             server=server, status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]
-        ).exclude(storage_path="").aggregate(total=Sum("size_bytes"))["total"] or 0
+        ).exclude(storage_path="").aggregate(
+            regular=Sum("size_bytes", filter=~safety), safety=Sum("size_bytes", filter=safety),
+            safety_count=Count("id", filter=safety & Q(status=BackupRecord.Status.SUCCEEDED)))
+        data["server_backup_bytes"] = row["regular"] or 0
+        data["safety_backup_bytes"] = row["safety"] or 0
+        data["safety_backups"] = row["safety_count"]
+        data["safety_backup_days"] = (  # a read only: load() would create the settings row
+            BackupSettings.objects.filter(pk=1).values_list("safety_backup_days", flat=True).first()
+            or BackupSettings._meta.get_field("safety_backup_days").default)
     return data
 
 

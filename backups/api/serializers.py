@@ -160,8 +160,8 @@ class RestoreOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = RestoreRequest
         fields = ["id", "server_id", "kind", "backup_filename", "status", "safety_backup", "rollback_of",
-                  "created_at", "started_at", "finished_at", "file_count", "server_was_running", "error_code",
-                  "error_message", "progress", "steps"]
+                  "created_at", "started_at", "finished_at", "file_count", "server_was_running", "keep_excluded",
+                  "error_code", "error_message", "progress", "steps"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -181,6 +181,10 @@ class RestoreOutputSerializer(serializers.ModelSerializer):
 class RestoreInputSerializer(serializers.Serializer):
     backup_filename = StrictCharField(max_length=255)
     confirm = StrictBooleanField(required=False, default=False)
+    keep_excluded = StrictBooleanField(
+        required=False, default=True,
+        help_text="Keep what backups exclude (the server's exclude patterns, e.g. logs/) from the current "
+                  "folder; false makes the folder exactly the backup")
 
 
 class LockInputSerializer(serializers.Serializer):

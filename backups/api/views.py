@@ -296,12 +296,14 @@ class RestoreView(ServerScopedView):
         server = self.server()
         data = _validated(s.RestoreInputSerializer, request)
         if not data["confirm"]:
-            preview = restores.restore_preview(server=server, backup_filename=data["backup_filename"])
+            preview = restores.restore_preview(server=server, backup_filename=data["backup_filename"],
+                                               keep_excluded=data["keep_excluded"])
             preview["backup"] = s.BackupOutputSerializer(preview["backup"]).data
             preview["confirm_required"] = True
             return respond(preview, message="Restore preview: nothing was changed. Send confirm: true to restore.")
         restore = restores.restore_request(server=server, backup_filename=data["backup_filename"],
-                                           actor=request.user, request=request)
+                                           actor=request.user, request=request,
+                                           keep_excluded=data["keep_excluded"])
         return respond(s.RestoreOutputSerializer(restore).data, message="Restore started", status_code=202)
 
 

@@ -17,6 +17,8 @@ The service layer calls exactly this API:
 * ``extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult``,
   ``swap_into_place(staging, target, *, before_rename=None, label="previous") -> previous_path | None``,
   ``rollback_swap(target, previous_path, *, before_rename=None) -> moved_aside_path | None``.
+* ``carry_excluded(current, staging, exclude) -> [paths]`` — what backups leave
+  out stays through a restore (hard links into the staged folder).
 * ``file_digests(path) -> (sha256, md5)``, ``detect_format(path) -> ArchiveFormat``.
 * ``EngineError`` with ``.code``, ``.message``, ``.path``; ``errors.ALL_CODES`` lists
   every code the engine raises (a failed verification names one in
@@ -26,6 +28,7 @@ The service layer calls exactly this API:
 ``progress`` callbacks receive ``(bytes_done, bytes_total)``.
 """
 from .archive import MANIFEST_NAME, PARTIAL_PREFIX, ArchiveResult, create_archive
+from .carry import carry_excluded, excluded_paths
 from .compress import COMPRESSIONS, backup_suffix
 from .crypto import EncryptionSpec, Keyring, generate_key
 from .errors import EngineError
@@ -38,7 +41,7 @@ __all__ = [
     "COMPRESSIONS", "MANIFEST_NAME", "PARTIAL_PREFIX",
     "ArchiveFormat", "ArchiveInfo", "ArchiveResult", "EncryptionSpec", "EngineError", "ExtractResult",
     "Keyring", "MethodResult", "VerificationReport",
-    "backup_suffix", "create_archive", "detect_format", "extract_to_staging", "file_digests",
+    "backup_suffix", "carry_excluded", "create_archive", "excluded_paths", "detect_format", "extract_to_staging", "file_digests",
     "generate_key", "inspect_archive", "quality_level", "quality_score", "rollback_swap",
     "swap_into_place", "verify_backup",
 ]

@@ -37,7 +37,8 @@ def settings_compression_set(*, compression: str, actor=None, source: str = "pyt
     return config
 
 
-CHECK_FIELDS = ("verify_world", "restore_test", "disk_warning_percent", "disk_emergency_percent")
+CHECK_FIELDS = ("verify_world", "restore_test", "disk_warning_percent", "disk_emergency_percent",
+                "safety_backup_days")
 
 
 def settings_checks_set(*, actor=None, source: str = "python", **values) -> BackupSettings:
@@ -48,6 +49,9 @@ def settings_checks_set(*, actor=None, source: str = "python", **values) -> Back
     for field in ("disk_warning_percent", "disk_emergency_percent"):
         if field in values and not (isinstance(values[field], int) and 1 <= values[field] <= 100):
             raise _invalid(field, "A percentage between 1 and 100")
+    days = values.get("safety_backup_days")
+    if days is not None and not (isinstance(days, int) and 1 <= days <= 365):
+        raise _invalid("safety_backup_days", "A number of days between 1 and 365")
     warning = values.get("disk_warning_percent", BackupSettings.load().disk_warning_percent)
     emergency = values.get("disk_emergency_percent", BackupSettings.load().disk_emergency_percent)
     if warning > emergency:

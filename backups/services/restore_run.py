@@ -85,8 +85,7 @@ class _Run:
         if backup is None or not storage.file_present(backup):
             raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
         require_intact(backup, self.server)
-        is_restore = self.restore.kind == RestoreRequest.Kind.RESTORE
-        restore_precheck(server=self.server, backup=backup, safety_backup=is_restore)
+        restore_precheck(server=self.server, backup=backup, safety_backup=True)
         spec = self.server.process_spec()
         # Intent first, so a worker that dies while stopping still gets the server started again.
         self.was_running = control.find_process(spec) is not None
@@ -96,7 +95,7 @@ class _Run:
         RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
         self.step("stopped", was_running=self.was_running)
 
-        if is_restore and self.target.exists():
+        if self.target.exists():  # a rollback too: what was played since the restore can be got back
             self.step("safety_backup")
             safety = backup_safety_take(server=self.server, observer=self.observer)
             if safety is None or safety.status != BackupRecord.Status.SUCCEEDED:
@@ -119,6 +118,9 @@ class _Run:
 
         if self.target.exists():
             _copy_folder_identity(self.target, staging)
+            if self.restore.keep_excluded:
+                carried = engine.carry_excluded(self.target, staging, self.server.exclude_patterns or ())
+                self.step("kept_excluded", paths=carried[:50], count=len(carried))
         engine.swap_into_place(staging, self.target, before_rename=self._before_rename, label="pre-restore")
         lifecycle.checkpoint("restore_swapped")
         self.step("swapped")

@@ -38,7 +38,7 @@ def restorable_backup(*, server: Server, backup_filename) -> BackupRecord:
     return record
 
 
-def restore_preview(*, server: Server, backup_filename) -> dict:
+def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = True) -> dict:
     """What a restore would do, reading the backup's real contents. Changes nothing."""
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
@@ -52,10 +52,13 @@ def restore_preview(*, server: Server, backup_filename) -> dict:
     if server.path.exists() and any(server.path.iterdir()):
         warnings.append("The current files in the server folder will be replaced. A safety backup is taken first, "
                         "so the restore can be rolled back.")
-        skipped = [p for p in (server.exclude_patterns or []) if (server.path / p.rstrip("/")).exists()]
-        if skipped:
-            warnings.append(f"Excluded from backups, so not in this one: {', '.join(skipped)}. After the restore "
-                            "they are only in the safety backup.")
+        skipped = engine.excluded_paths(server.path, server.exclude_patterns or ())
+        if skipped and keep_excluded:
+            warnings.append(f"Excluded from backups, so not in this one, and kept from the current folder: "
+                            f"{', '.join(skipped[:20])}. Restore with keep_excluded false to replace everything.")
+        elif skipped:
+            warnings.append(f"Excluded from backups, so not in this one: {', '.join(skipped[:20])}. With "
+                            "keep_excluded false they are removed; they stay in the safety backup.")
     age = timezone.now() - record.taken_at
     if age > timedelta(days=OLD_BACKUP_DAYS):
         warnings.append(f"This backup is {age.days} days old: changes made since then will be lost.")
@@ -106,27 +109,31 @@ def _require_key(record: BackupRecord) -> None:
 
 
 def restore_request(*, server: Server, backup_filename, actor, request=None, source: str = "api",
-                    enqueue: bool = True) -> RestoreRequest:
+                    enqueue: bool = True, keep_excluded: bool = True) -> RestoreRequest:
     """Confirms a restore: refuses a corrupt backup before touching anything,
-    claims the server (one backup or restore at a time) and queues the run."""
+    claims the server (one backup or restore at a time) and queues the run.
+    With `keep_excluded` (the default) what backups leave out (the server's
+    exclude patterns: logs/, crash-reports/, …) is kept from the current
+    folder; without it the folder becomes exactly the backup."""
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
     require_intact(record, server)
     restore_precheck(server=server, backup=record, safety_backup=True)
     return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.RESTORE, actor=actor,
-                            request=request, source=source, enqueue=enqueue)
+                            request=request, source=source, enqueue=enqueue, keep_excluded=bool(keep_excluded))
 
 
 def restore_rollback(*, restore: RestoreRequest, actor, request=None, source: str = "api",
                      enqueue: bool = True) -> RestoreRequest:
-    """Undoes a finished restore by restoring its safety backup."""
+    """Undoes a finished restore by restoring its safety backup (after taking
+    one of the folder as it is now, so the rollback can be undone too)."""
     if restore.kind != RestoreRequest.Kind.RESTORE or restore.status != RestoreRequest.Status.SUCCEEDED:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Only a finished restore can be rolled back")
     safety = restore.safety_backup
     if safety is None or safety.status != BackupRecord.Status.SUCCEEDED or not storage.file_present(safety):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The safety backup of this restore is not available")
     require_intact(safety, restore.server)
-    restore_precheck(server=restore.server, backup=safety, safety_backup=False)
+    restore_precheck(server=restore.server, backup=safety, safety_backup=True)
     return _claim_and_queue(server=restore.server, backup=safety, kind=RestoreRequest.Kind.ROLLBACK, actor=actor,
                             request=request, source=source, rollback_of=restore, enqueue=enqueue)
 
@@ -141,7 +148,8 @@ def require_intact(record: BackupRecord, server: Server) -> None:
         raise DomainError(ErrorCode.BACKUP_CORRUPTED, "Backup is corrupted: its checksum no longer matches")
 
 
-def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_of=None, enqueue=True) -> RestoreRequest:
+def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_of=None, enqueue=True,
+                     keep_excluded=True) -> RestoreRequest:
     try:
         with transaction.atomic():
             Server.objects.select_for_update().filter(pk=server.pk).first()
@@ -150,11 +158,12 @@ def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_o
             restore = RestoreRequest.objects.create(
                 server=server, kind=kind, backup=backup, backup_filename=backup.filename, rollback_of=rollback_of,
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None, phase="queued",
+                keep_excluded=keep_excluded,
             )
     except IntegrityError:
         raise DomainError(ErrorCode.RESTORE_IN_PROGRESS) from None
     audit(actor=actor, action=f"restore.{kind}", obj=restore, request=request, source=source,
-          detail={"server_id": server.pk, "backup": backup.filename})
+          detail={"server_id": server.pk, "backup": backup.filename, "keep_excluded": keep_excluded})
     if enqueue:
         lifecycle.queue_after_commit(restore, "run_restore", event="restore_failed")
     return restore

@@ -2,7 +2,12 @@
 always keep the newest successful backup and never delete a locked one.
 When the backup disk is ≥ the emergency threshold (90 %), keep only the 3
 newest backups per server. Deletion removes the file and marks the record
-deleted; history keeps it."""
+deleted; history keeps it.
+
+A restore's safety backup (its rollback point) is outside those rules: it is
+kept for BackupSettings.safety_backup_days (7 by default) unless the user
+locks it, and at the emergency threshold only the newest one per server is
+kept."""
 
 import shutil
 from datetime import timedelta
@@ -33,25 +38,38 @@ def retention_apply(*, server, disk_percent: float | None = None, now=None) -> l
     schedule = getattr(server, "backup_schedule", None)
     retention_days = schedule.retention_days if schedule is not None else DEFAULT_RETENTION_DAYS
     disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
-    emergency = disk_percent >= BackupSettings.load().disk_emergency_percent
+    config = BackupSettings.load()
+    emergency = disk_percent >= config.disk_emergency_percent
 
     with transaction.atomic():
         records = list(
             BackupRecord.objects.select_for_update().filter(server=server, **_HAS_FILE).order_by("-created_at", "-id")
         )
-        newest_ok = next((r for r in records if r.status == BackupRecord.Status.SUCCEEDED), None)
-        cutoff = now - timedelta(days=retention_days)
-        doomed = []
-        for position, record in enumerate(records):
-            if record.locked or record is newest_ok:
-                continue
-            too_old = record.created_at < cutoff
-            over_emergency_quota = emergency and position >= EMERGENCY_KEEP
-            if too_old or over_emergency_quota:
-                doomed.append((record, "emergency" if over_emergency_quota and not too_old else "age"))
+        safety = [r for r in records if r.trigger == BackupRecord.Trigger.SAFETY]
+        regular = [r for r in records if r.trigger != BackupRecord.Trigger.SAFETY]
+        newest_ok = next((r for r in regular if r.status == BackupRecord.Status.SUCCEEDED), None)
+        doomed = _doomed(regular, keep=newest_ok, cutoff=now - timedelta(days=retention_days),
+                         quota=EMERGENCY_KEEP if emergency else None)
+        doomed += _doomed(safety, keep=None, cutoff=now - timedelta(days=config.safety_backup_days),
+                          quota=1 if emergency else None)
         for record, reason in doomed:
             _delete(record, reason=reason, retention_days=retention_days, disk_percent=disk_percent)
     return [record for record, _ in doomed]
+
+
+def _doomed(records: list, *, keep, cutoff, quota: int | None) -> list[tuple]:
+    """(record, reason) for each of `records` (newest first) past `cutoff`, or
+    beyond the newest `quota` at the emergency threshold; never a locked one
+    nor `keep`."""
+    doomed = []
+    for position, record in enumerate(records):
+        if record.locked or record is keep:
+            continue
+        too_old = record.created_at < cutoff
+        over_emergency_quota = quota is not None and position >= quota
+        if too_old or over_emergency_quota:
+            doomed.append((record, "emergency" if over_emergency_quota and not too_old else "age"))
+    return doomed
 
 
 def retention_sweep(*, disk_percent: float | None = None) -> int:

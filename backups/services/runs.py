@@ -68,7 +68,7 @@ def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupReco
             return BackupRecord.objects.create(
                 server=server, owner=server.owner, server_name=server.name, trigger=trigger,
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None,
-                compression=compression, encrypted=spec is not None, locked=trigger == SAFETY,
+                compression=compression, encrypted=spec is not None,
                 key_fingerprint=spec.fingerprint if spec else "", phase="queued",
             )
     except IntegrityError:
@@ -102,10 +102,11 @@ def backup_run(*, backup_id: int, task_id: str = "", observer=None) -> BackupRec
 
 
 def backup_safety_take(*, server: Server, observer=None) -> BackupRecord:
-    """The rollback point of a restore: a locked backup of the folder as it
-    is now, of everything (no exclude patterns), through the ordinary
+    """The rollback point of a restore (or a rollback): a backup of the folder
+    as it is now, of everything (no exclude patterns), through the ordinary
     pipeline (pre-checks, archive, verification). The restore has stopped
-    the server already. Returns the ended record, succeeded or not."""
+    the server already. It expires after BackupSettings.safety_backup_days
+    unless the user locks it (retention.py). Returns the ended record."""
     record = backup_trigger(server=server, trigger=SAFETY, source="restore", enqueue=False, precheck=False)
     return backup_run(backup_id=record.pk, observer=observer)
 
@@ -195,7 +196,6 @@ def _finish(record, server, result, report, *, duration: float) -> None:
         storage.remove_backup_file(record)
         return
     if record.status == BackupRecord.Status.FAILED and record.trigger == SAFETY:
-        BackupRecord.objects.filter(pk=record.pk).update(locked=False)
         storage.remove_backup_file(record)  # an unverifiable rollback point is no rollback point
     _report_outcome(record, server)
 

@@ -25,7 +25,7 @@ def server(alice, make_server):
     return server
 
 
-def _backup(server, days_ago: float, *, status="succeeded", locked=False):
+def _backup(server, days_ago: float, *, status="succeeded", locked=False, trigger="manual"):
     n = BackupRecord.objects.count()
     name = f"server_backup_{n:04d}.tar.gz"
     path = storage.server_backup_dir(server.pk) / name
@@ -33,7 +33,7 @@ def _backup(server, days_ago: float, *, status="succeeded", locked=False):
     return BackupRecord.objects.create(
         server=server, owner=server.owner, server_name=server.name, filename=name,
         storage_path=storage.relative_path(path), status=status, locked=locked, size_bytes=100,
-        created_at=timezone.now() - dt.timedelta(days=days_ago),
+        created_at=timezone.now() - dt.timedelta(days=days_ago), trigger=trigger,
     )
 
 
@@ -98,3 +98,40 @@ def test_disk_usage_counts_like_df_with_root_reserved_blocks(monkeypatch, alice_
     assert (disk["used_percent"], disk["total_bytes"], disk["free_bytes"]) == (44.4, 90 * 10**9, 50 * 10**9)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 * 10**9, 80 * 10**9, 9 * 10**9))
     assert disk_usage_percent() >= 89.8  # with the reserve this disk is nearly full: the emergency rule applies
+
+
+def test_safety_backups_expire_after_their_own_days_unless_locked_and_do_not_count_as_the_kept_one(server):
+    """Each restore used to add a locked full-size copy that retention never
+    removed. They are rollback points: kept 7 days (a setting), or for good
+    when the user locks one; the newest *regular* backup is the one always kept."""
+    from backups.services import config
+
+    regular = _backup(server, 20)  # older than retention, but the newest regular one
+    fresh_safety = _backup(server, 2, trigger="safety")
+    old_safety = _backup(server, 8, trigger="safety")
+    kept_safety = _backup(server, 30, trigger="safety", locked=True)
+    retention_apply(server=server, disk_percent=10)
+    assert _alive(regular, fresh_safety, old_safety, kept_safety) == [True, True, False, True]
+
+    config.settings_checks_set(safety_backup_days=1)
+    retention_apply(server=server, disk_percent=10)
+    assert _alive(fresh_safety) == [False]
+
+
+def test_at_the_emergency_threshold_only_the_newest_safety_backup_stays(server):
+    regular = [_backup(server, d) for d in (1, 2, 3)]
+    newest_safety, older_safety = _backup(server, 0.5, trigger="safety"), _backup(server, 1.5, trigger="safety")
+    retention_apply(server=server, disk_percent=95)
+    assert _alive(*regular) == [True, True, True], "safety backups do not take the 3 regular places"
+    assert _alive(newest_safety, older_safety) == [True, False]
+
+
+def test_the_status_counts_and_sizes_safety_backups_apart(server, alice_api):
+    _backup(server, 1)
+    _backup(server, 1, trigger="safety")
+    _backup(server, 2, trigger="safety")
+    data = alice_api.get(f"/api/backups/{server.pk}/status").json()["data"]
+    assert data["metrics"]["stored_backups"] == 1
+    disk = data["disk_usage"]
+    assert (disk["server_backup_bytes"], disk["safety_backup_bytes"], disk["safety_backups"]) == (100, 200, 2)
+    assert disk["safety_backup_days"] == 7

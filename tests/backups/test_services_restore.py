@@ -48,7 +48,7 @@ def test_restore_brings_back_the_backup_byte_for_byte(alice, make_server, take_b
     restore = _restore(server, record)
     assert restore.status == "succeeded", (restore.error_code, restore.error_message)
     assert tree(server.path) == before
-    assert restore.safety_backup.locked and restore.safety_backup.trigger == "safety"
+    assert restore.safety_backup.trigger == "safety" and not restore.safety_backup.locked  # it expires (retention)
     assert not list(server.path.parent.glob(".*restore*")) and not list(server.path.parent.glob(".*pre-restore*"))
     assert oct(server.path.stat().st_mode & 0o777) == mode_before
 
@@ -194,3 +194,70 @@ def test_symlink_chains_planted_in_a_server_folder_reach_nothing_outside_it_afte
         if path.is_symlink():
             assert Path(os.path.realpath(path)).is_relative_to(root.resolve()), f"{path} leaves the folder"
     assert (root / "fine").is_symlink()
+
+
+def test_a_restore_keeps_what_backups_exclude_unless_asked_to_replace_everything(alice, make_server, take_backup):
+    """logs/ (excluded by default, like crash-reports/ and cache/) used to be
+    gone after a restore; only a rollback, which also undid the restore,
+    brought it back."""
+    server = make_server(alice)
+    (server.path / "logs").mkdir()
+    (server.path / "logs" / "latest.log").write_text("before the backup")
+    record = take_backup(server)
+    (server.path / "logs" / "latest.log").write_text("the evening the world was griefed")
+    (server.path / "crash-reports").mkdir()
+    (server.path / "crash-reports" / "crash-1.txt").write_text("boom")
+    (server.path / "world" / "level.dat").write_bytes(b"griefed")
+
+    restore = _restore(server, record)
+    assert restore.status == "succeeded", restore.error_message
+    assert (server.path / "world" / "level.dat").read_bytes() != b"griefed"
+    assert (server.path / "logs" / "latest.log").read_text() == "the evening the world was griefed"
+    assert (server.path / "crash-reports" / "crash-1.txt").read_text() == "boom"
+    kept = next(s for s in restore.steps if s["step"] == "kept_excluded")
+    assert kept["paths"] == ["crash-reports", "logs"]
+
+    restore = _restore(server, record, keep_excluded=False)
+    assert restore.status == "succeeded", restore.error_message
+    assert not (server.path / "logs").exists() and not (server.path / "crash-reports").exists()
+
+
+def test_a_rollback_takes_its_own_safety_backup_so_it_can_be_undone(alice, make_server, take_backup):
+    server = make_server(alice)
+    record = take_backup(server)
+    (server.path / "world" / "level.dat").write_bytes(b"before the restore")
+    restore = _restore(server, record)
+    (server.path / "world" / "played-after-the-restore.txt").write_text("a day of building")
+
+    rollback = restores.restore_rollback(restore=restore, actor=alice, enqueue=False)
+    rollback = restore_run(restore_id=rollback.pk)
+    assert rollback.status == "succeeded", rollback.error_message
+    assert (server.path / "world" / "level.dat").read_bytes() == b"before the restore"
+    assert not (server.path / "world" / "played-after-the-restore.txt").exists()
+    assert rollback.safety_backup is not None and rollback.safety_backup.status == "succeeded"
+
+    undo = _restore(server, rollback.safety_backup)
+    assert undo.status == "succeeded", undo.error_message
+    assert (server.path / "world" / "played-after-the-restore.txt").read_text() == "a day of building"
+
+
+def test_the_preview_and_the_api_say_and_do_what_happens_to_excluded_paths(alice, alice_api, make_server,
+                                                                             take_backup):
+    server = make_server(alice)
+    (server.path / "logs").mkdir()
+    (server.path / "logs" / "latest.log").write_text("today")
+    record = take_backup(server)
+    url = f"/api/backups/{server.pk}/restore"
+
+    preview = alice_api.post(url, {"backup_filename": record.filename}, format="json").json()["data"]
+    assert any("kept from the current folder: logs" in w for w in preview["warnings"]), preview["warnings"]
+    preview = alice_api.post(url, {"backup_filename": record.filename, "keep_excluded": False},
+                             format="json").json()["data"]
+    assert any("they are removed" in w for w in preview["warnings"]), preview["warnings"]
+    refused = alice_api.post(url, {"backup_filename": record.filename, "keep_excluded": "no"}, format="json")
+    assert refused.status_code == 400 and refused.json()["code"] == "VALIDATION_ERROR"
+
+    response = alice_api.post(url, {"backup_filename": record.filename, "confirm": True, "keep_excluded": False},
+                              format="json")
+    assert response.status_code == 202 and response.json()["data"]["keep_excluded"] is False
+    assert RestoreRequest.objects.get().keep_excluded is False
