@@ -77,3 +77,14 @@ def client_ip(request) -> str | None:
             if not _is_trusted(address, networks):
                 break
     return str(client)
+
+
+def login_client(request) -> str | None:
+    """Who is counted for login throttling: the client's address, but an
+    IPv6 client by its /64 — one subscriber commonly has a whole /64, so
+    counting each of its 2^64 addresses apart would give unlimited guesses.
+    The /64 is written as its first address (axes stores an IP address)."""
+    address = client_ip(request)
+    if address is None or ":" not in address:
+        return address
+    return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)

@@ -31,7 +31,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from mcsite.audit import audit
-from mcsite.client_ip import client_ip
+from mcsite.client_ip import login_client
 from mcsite.errors import ErrorCode
 
 logger = logging.getLogger("mcsite.auth")
@@ -100,7 +100,7 @@ def clear_failures(request, user) -> None:
     """The right password from this address: forget this user's failures from
     here (not the failures of other usernames from this address). Called on
     every successful login: the web pages' (user_logged_in) and the API's."""
-    AccessAttempt.objects.filter(username=user.get_username(), ip_address=client_ip(request)).delete()
+    AccessAttempt.objects.filter(username=user.get_username(), ip_address=login_client(request)).delete()
 
 
 def retry_after(request=None) -> timedelta:

@@ -76,7 +76,7 @@ MCSITE_ALERT_URLS = env.list("MCSITE_ALERT_URLS", default=[])
 MCSITE_ALERT_EMAILS = env.list("MCSITE_ALERT_EMAILS", default=[])
 MCSITE_NODE = env.str("MCSITE_NODE", default="default")
 MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
-# Extra RCON hosts a non-admin may use (loopback and this host's name always are).
+# Extra RCON hosts a non-admin may use (loopback, the server's own node, always is).
 MCSITE_RCON_ALLOWED_HOSTS = env.list("MCSITE_RCON_ALLOWED_HOSTS", default=[])
 # API tokens stop working this many days after they were issued (issue #11).
 MCSITE_TOKEN_MAX_AGE_DAYS = env_int("MCSITE_TOKEN_MAX_AGE_DAYS", 90, 1, 3650)
@@ -345,7 +345,7 @@ AXES_HANDLER = "mcsite.login_throttle.LoginThrottleHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_FAILURE_LIMIT = "mcsite.login_throttle.failure_limit"
 AXES_COOLOFF_TIME = "mcsite.login_throttle.cool_off"
-AXES_CLIENT_IP_CALLABLE = "mcsite.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "mcsite.client_ip.login_client"  # IPv6 counted by its /64
 AXES_LOCKOUT_CALLABLE = "mcsite.login_throttle.lockout_response"
 AXES_RESET_ON_SUCCESS = False  # the handler forgets only the (username, address) that logged in
 AXES_VERBOSE = False  # mcsite.login_throttle logs and audits lockouts itself

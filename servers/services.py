@@ -2,7 +2,6 @@
 change Server rows themselves."""
 
 import re
-import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -108,14 +107,16 @@ DEFAULT_RCON_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def rcon_allowed_hosts() -> list[str]:
-    """Hosts a non-administrator may point RCON at: loopback, this machine's
-    host name, and the MCSITE_RCON_ALLOWED_HOSTS setting (a list, or one
-    comma-separated string; exact host names or addresses, case-insensitive)."""
+    """Hosts a non-administrator may point RCON at: loopback (the server's own
+    node, wherever that is — not this web host's name, which is another
+    machine as seen from other nodes), and the MCSITE_RCON_ALLOWED_HOSTS
+    setting (a list, or one comma-separated string; exact host names or
+    addresses, case-insensitive)."""
     extra = getattr(settings, "MCSITE_RCON_ALLOWED_HOSTS", ()) or ()
     if isinstance(extra, str):
         extra = extra.split(",")
     hosts = []
-    for host in (*DEFAULT_RCON_HOSTS, socket.gethostname(), *extra):
+    for host in (*DEFAULT_RCON_HOSTS, *extra):
         host = str(host or "").strip()
         if host and host.lower() not in (h.lower() for h in hosts):
             hosts.append(host)

@@ -41,6 +41,11 @@ from .errors import UNSAFE_ARCHIVE, EngineError
 MAX_PATH_BYTES = 4096  # PATH_MAX: no longer path can be created (or restored) on Linux
 MAX_SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS: more is ELOOP on disk too
 MAX_NAME_BYTES = 256 * 1024 * 1024  # length of all member names together (no manifest can list more)
+# Each member also costs a fixed few hundred bytes of bookkeeping (its path
+# node, its size and hash), charged against the same budget: at most about a
+# million members, ~500 MiB, whatever their names (an archive of a million
+# empty members is 1.6 MB as .tar.zst).
+MEMBER_COST_BYTES = 256
 
 _FILE, _DIR, _LINK = "file", "dir", "symlink"
 
@@ -277,9 +282,10 @@ class MemberRules:
         problem = name_problem(info.name)
         if problem is not None:
             return problem
-        self._name_bytes += len(name)
+        self._name_bytes += len(name) + MEMBER_COST_BYTES
         if self._name_bytes > MAX_NAME_BYTES:
-            return f"more than {MAX_NAME_BYTES >> 20} MiB of member names in the archive (the engine's limit)"
+            return (f"more than {MAX_NAME_BYTES >> 20} MiB of member names and bookkeeping in the archive "
+                    f"(about {MAX_NAME_BYTES // max(MEMBER_COST_BYTES, 1):,} members at most; the engine's limit)")
         if name == "":
             return None if info.isdir() else "member names the folder itself but is not a folder"
         if name == self._manifest_name:

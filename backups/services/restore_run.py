@@ -37,10 +37,11 @@ from servers.models import Server
 
 logger = logging.getLogger("mcsite.backups")
 
-PUT_BACK, KEPT, UNTOUCHED = "put_back", "kept_restored", "untouched"
+PUT_BACK, KEPT, UNTOUCHED, REMOVED = "put_back", "kept_restored", "untouched", "removed_new"
 _TOLD = {PUT_BACK: "the previous files were put back",
          KEPT: "the restored files are in place",
-         UNTOUCHED: "nothing in the server folder had been changed"}
+         UNTOUCHED: "nothing in the server folder had been changed",
+         REMOVED: "the restored files were removed (there was no server folder before)"}
 
 
 def restore_run(*, restore_id: int, task_id: str = "", observer=None) -> RestoreRequest | None:
@@ -188,7 +189,9 @@ def recover_folder(target: Path, steps: list, log=None) -> str:
     renames = [(e["source"], e["destination"]) for e in steps if e.get("step") == "rename"]
     aside = [dst for src, dst in renames if src == target.name and ".pre-restore-" in dst]
     previous = parent / aside[0] if aside else None
-    leftovers = [parent / e["folder"] for e in steps if e.get("step") == "staging"]
+    staging = {e["folder"] for e in steps if e.get("step") == "staging"}
+    staged_in = any(src in staging and dst == target.name for src, dst in renames)
+    leftovers = [parent / name for name in staging]
     leftovers += [parent / dst for _, dst in renames if ".failed-restore-" in dst]
     if committed:
         outcome = KEPT
@@ -201,6 +204,10 @@ def recover_folder(target: Path, steps: list, log=None) -> str:
         outcome = PUT_BACK
     elif previous is not None and (previous.name, target.name) in renames:
         outcome = PUT_BACK  # an earlier recovery already put it back
+    elif previous is None and staged_in and target.exists():
+        # There was no server folder: what stands there now is the unchecked restore.
+        leftovers.append(Path(engine.rollback_swap(target, None, before_rename=_logged(log))))
+        outcome = REMOVED
     else:
         outcome = UNTOUCHED
     for folder in leftovers:
@@ -264,8 +271,11 @@ def restore_recover(*, restore_id: int, stale_before=None) -> bool:
         return False
     restore = RestoreRequest.objects.select_related("server", "backup").get(pk=restore_id)
     run = _Run(restore)
-    outcome = repair(restore.server, restore.steps, log_step=run.step, log=run._log)
-    start_again(restore.server, bool(restore.server_was_running), log=run._log)
+    # Beating while it works (stopping a server can take minutes), so the
+    # reaper's next tick cannot take the same restore for a second recovery.
+    with lifecycle.heartbeat(RestoreRequest, restore.pk):
+        outcome = repair(restore.server, restore.steps, log_step=run.step, log=run._log)
+        start_again(restore.server, bool(restore.server_was_running), log=run._log)
     if outcome == KEPT:
         lifecycle.end(restore, status=RestoreRequest.Status.SUCCEEDED)
         finish_rollback_of(restore)

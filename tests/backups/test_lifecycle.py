@@ -270,3 +270,52 @@ def test_a_restore_failing_after_it_started_the_server_puts_the_old_world_back_u
     status = control.status(server.process_spec())
     assert status.running
     assert psutil.Process(status.pid).cwd() == str(server.path), "the server must run on the folder in place"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_recovery_keeps_beating_so_the_next_reaper_tick_cannot_start_a_second_one(
+        alice, make_server, take_backup, monkeypatch):
+    """Stopping a server can take minutes; two recoveries of one restore
+    could move the same folders at once and lose the old world."""
+    import time
+
+    from backups.services import restore_run as module
+
+    server = make_server(alice)
+    record = take_backup(server)
+    restore = _stale_restore(server, record, [])
+    monkeypatch.setattr(lifecycle, "HEARTBEAT_SECONDS", 0.1)  # stale after 0.8 s
+    second = []
+
+    def slow_repair(*args, **kwargs):
+        if not second:  # the first recovery, mid-way: the reaper's next tick comes
+            time.sleep(1.5)
+            second.append(None)
+            second[0] = restore_recover(restore_id=restore.pk,
+                                        stale_before=timezone.now() - lifecycle.stale_cutoff())
+        return module.UNTOUCHED
+
+    monkeypatch.setattr(module, "repair", slow_repair)
+    assert restore_recover(restore_id=restore.pk, stale_before=timezone.now())
+    assert second == [False]
+
+
+def test_a_restore_into_a_missing_folder_that_fails_its_check_removes_what_it_put_there(
+        alice, make_server, take_backup, monkeypatch):
+    import shutil
+
+    from backups.services import restore_run as module
+
+    server = make_server(alice)
+    record = take_backup(server)
+    shutil.rmtree(server.path)
+
+    def broken_check(target, result):
+        raise RuntimeError("injected failure after the swap")
+
+    monkeypatch.setattr(module, "check_restored_folder", broken_check)
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False)
+    restore = module.restore_run(restore_id=restore.pk)
+    assert restore.status == "failed"
+    assert restore.error_message.endswith("The restored files were removed (there was no server folder before).")
+    assert not server.path.exists() and not list(server.path.parent.iterdir())

@@ -255,6 +255,7 @@ def test_member_names_are_capped_in_total(tmp_path, monkeypatch):
     from backups.engine import safety
 
     monkeypatch.setattr(safety, "MAX_NAME_BYTES", 1000)
+    monkeypatch.setattr(safety, "MEMBER_COST_BYTES", 0)
     archive = _tar(tmp_path / "names.tar.gz", [F(f"{n:03d}-" + "n" * 90) for n in range(11)])
     integrity = verify_backup(archive).methods["archive_integrity"]
     assert integrity.details["unsafe_members"] == [f"010-{'n' * 90}"]
@@ -262,3 +263,18 @@ def test_member_names_are_capped_in_total(tmp_path, monkeypatch):
     with pytest.raises(EngineError, match="of member names") as info:
         extract_to_staging(archive, tmp_path / "server")
     assert info.value.code == "UNSAFE_ARCHIVE"
+
+
+def test_members_are_capped_in_number_too_however_short_their_names(tmp_path, monkeypatch):
+    """A million empty members is 1.6 MB as .tar.zst and took ~470 MiB to
+    verify: each member costs bookkeeping of its own, charged to the same
+    budget (the real cap is about a million members)."""
+    from backups.engine import safety
+
+    monkeypatch.setattr(safety, "MAX_NAME_BYTES", 4 * (safety.MEMBER_COST_BYTES + 1))
+    archive = _tar(tmp_path / "many.tar.gz", [F(f"{n}") for n in range(6)])
+    integrity = verify_backup(archive).methods["archive_integrity"]
+    assert integrity.details["unsafe_members"][0] == "4"
+    assert "members at most" in integrity.errors[0]
+    with pytest.raises(EngineError, match="members at most"):
+        extract_to_staging(archive, tmp_path / "server")

@@ -113,6 +113,23 @@ def test_a_changing_forwarded_for_does_not_reset_the_count(door, alice):
     door.assert_locked(door.login(client, "alice", "pw-alice", xff="198.51.100.200"))
 
 
+def test_an_ipv6_client_is_counted_by_its_64_so_new_addresses_do_not_reset_the_count(door, alice):
+    """One subscriber commonly has a whole /64: a new address per try used
+    to give unlimited guesses. Another /64 is somebody else."""
+    client = door.client()
+    door.assert_locked(_fail_v6(door, client))
+    door.assert_locked(door.login(client, "alice", "pw-alice", ip="2001:db8:1:2::beef"))
+    door.assert_success(door.login(door.client(), "alice", "pw-alice", ip="2001:db8:1:3::1"))
+
+
+def _fail_v6(door, client):
+    for attempt in range(1, LIMIT + 1):
+        response = door.login(client, "alice", f"wrong-{attempt}", ip=f"2001:db8:1:2::{attempt:x}")
+        if attempt < LIMIT:
+            door.assert_failure(response)
+    return response
+
+
 def test_behind_a_trusted_proxy_the_forwarded_address_counts(door, alice, settings):
     from mcsite.models import AuditEvent
 

@@ -84,10 +84,18 @@ def test_a_user_cannot_move_rcon_to_another_host_by_update(alice_api, alice, mak
     assert server.rcon_host == "127.0.0.1"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "LOCALHOST", socket.gethostname()])
-def test_a_user_may_use_loopback_and_this_hosts_name(alice_api, folder, host):
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "LOCALHOST"])
+def test_a_user_may_use_loopback(alice_api, folder, host):
     response = _create(alice_api, name="s", rcon_host=host)
     assert response.status_code == 201, response.json()
+
+
+def test_the_web_hosts_own_name_is_not_allowed_by_default(alice_api, folder):
+    """Validation runs on the web host; RCON connects from the server's node.
+    On another node the web host's name is a remote machine (the one with the
+    database and the broker): loopback is this machine on every node."""
+    response = _create(alice_api, name="s", rcon_host=socket.gethostname())
+    assert response.status_code == 400 and "rcon_host" in response.json()["details"]
 
 
 def test_the_allowed_hosts_setting_widens_the_list(alice_api, folder, settings, make_server_dir):
