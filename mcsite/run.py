@@ -2,9 +2,11 @@
 beat in the foreground. Ctrl-C stops all three; if one dies, the others are
 stopped too, so the user never has half a site running without noticing."""
 
+import errno
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,9 +52,45 @@ def _ensure_admin(settings) -> None:
     print(f"  Log in at {url} (admin: {url}admin/).\n")
 
 
+def bind_address() -> str:
+    return os.environ.get("MCSITE_BIND", "127.0.0.1")
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the web server could not listen on host:port, or None if it can.
+    A bind test as gunicorn's own (SO_REUSEADDR, so a port in TIME_WAIT after
+    the previous run is free), done before anything is started: a second
+    `make run` must not start a second worker and beat before gunicorn fails."""
+    address = host.strip("[]") or "0.0.0.0"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return (f"mcsite: cannot listen on {host}:{port}: the address {host!r} is unknown ({exc}). "
+                "Set MCSITE_BIND to an address of this machine (default 127.0.0.1).")
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                other = port + 1 if port < 65535 else 8000
+                return (f"mcsite: port {port} on {host} is already in use (is mcsite already running?). "
+                        f"Stop what listens there, or choose another port: MCSITE_PORT={other} make run")
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return (f"mcsite: cannot listen on {host}:{port}: {host} is not an address of this machine. "
+                        "Set MCSITE_BIND to one of its addresses (default 127.0.0.1).")
+            if exc.errno == errno.EACCES:
+                return (f"mcsite: not allowed to listen on port {port} (ports below 1024 need root). "
+                        "Choose another port with MCSITE_PORT (default 5000).")
+            return (f"mcsite: cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                    "Check MCSITE_BIND and MCSITE_PORT.")
+    return None
+
+
 def commands(settings) -> list[list[str]]:
     port = str(settings.MCSITE_PORT)
-    host = os.environ.get("MCSITE_BIND", "127.0.0.1")
+    host = bind_address()
     concurrency = os.environ.get("MCSITE_WORKER_CONCURRENCY", "2")
     queues = ",".join(sorted({settings.MCSITE_NODE, "default"}))
     return [
@@ -103,6 +141,10 @@ def main() -> int:
     _django_setup()
     from django.conf import settings
 
+    problem = port_problem(bind_address(), settings.MCSITE_PORT)
+    if problem:  # before anything starts (or the running site's beat pid file is removed)
+        print(problem, file=sys.stderr)
+        return 1
     prepare()
     beat_pid = ROOT / "var" / "celerybeat.pid"
     beat_pid.unlink(missing_ok=True)  # left behind by a killed run; we are the only beat here

@@ -83,3 +83,36 @@ def test_restore_without_an_answer_is_not_confirmed(alice, make_server, take_bac
     monkeypatch.setattr("builtins.input", no_terminal)
     assert _exit_code("restore", str(server.pk), record.filename) == 5
     assert not RestoreRequest.objects.exists()
+
+
+def test_backup_now_says_why_verification_failed(alice, make_server):
+    server = make_server(alice, "bad-world")
+    (server.path / "world" / "level.dat").write_bytes(b"not an NBT file")
+    out = io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("backup_now", "bad-world", "--no-progress", stdout=out, stderr=io.StringIO())
+    assert excinfo.value.returncode == 3
+    record = BackupRecord.objects.get(server=server)
+    from backups.services.lifecycle import failed_methods
+
+    failed = failed_methods(record.verification)
+    assert failed
+    output = out.getvalue()
+    for name in failed:
+        first_error = record.verification["methods"][name]["errors"][0]
+        assert f"{name}: {first_error}" in output
+    assert ", ".join(failed) in str(excinfo.value)
+
+
+def test_restore_keeps_what_backups_exclude_unless_told_to_replace_everything(alice, make_server, take_backup):
+    server = make_server(alice)
+    (server.path / "logs").mkdir()
+    (server.path / "logs" / "latest.log").write_text("before the backup")
+    record = take_backup(server)
+    _run("restore", str(server.pk), record.filename, "--yes", "--no-progress")
+    assert (server.path / "logs" / "latest.log").exists()
+    output = _run("restore", str(server.pk), record.filename, "--yes", "--no-progress", "--replace-excluded")
+    said = [line for line in output.splitlines() if "Excluded from backups" in line]
+    assert said and "logs" in said[0] and "--replace-excluded" in said[0]  # the preview says what goes
+    assert not (server.path / "logs").exists()
+    assert RestoreRequest.objects.order_by("pk").last().keep_excluded is False

@@ -1,4 +1,4 @@
-"""Back up a server now, in this process, with a progress bar.
+"""Back up a server now, in this process, with a progress bar per phase.
 
 Exit codes: 0 backed up and verified; 1 the backup failed; 2 bad arguments
 or unknown server; 3 a backup was written but its verification failed;
@@ -6,37 +6,48 @@ or unknown server; 3 a backup was written but its verification failed;
 
 from django.core.management.base import BaseCommand, CommandError
 
+from backups.management.cli import add_progress_argument, refused, verification_failures
 from backups.management.lookup import server_arg
-from backups.management.progress import progress_bar
+from backups.management.progress import phase_progress
 from backups.models import BackupRecord
+from backups.services.lifecycle import failed_methods
 from backups.services.runs import backup_run, backup_trigger
-from mcsite.errors import DomainError, ErrorCode
+from mcsite.errors import DomainError
 
 
 class Command(BaseCommand):
-    help = "Back up a server now (by id or name) and verify the backup."
+    help = "Back up a server now (by name, folder or id) and verify the backup."
 
     def add_arguments(self, parser):
-        parser.add_argument("server", help="server id or name")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument("server", help="server name (any case), folder or id")
+        add_progress_argument(parser)
 
     def handle(self, *args, server: str, no_progress: bool = False, **options):
         target = server_arg(server)
         try:
             record = backup_trigger(server=target, source="command", enqueue=False)
         except DomainError as exc:
-            busy = exc.code in (ErrorCode.BACKUP_IN_PROGRESS, ErrorCode.RESTORE_IN_PROGRESS)
-            raise CommandError(f"{exc.code.value}: {exc.message}", returncode=4 if busy else 1) from None
+            raise refused(exc) from None
 
-        with progress_bar(f"backup {target.name}", enabled=not no_progress) as observer:
-            backup_run(backup_id=record.pk, observer=observer)
-        record.refresh_from_db()
+        with phase_progress(self.stderr, enabled=not no_progress, first="checking",
+                            plain_lines=options.get("verbosity", 1) > 0) as progress:
+            backup_run(backup_id=record.pk, observer=progress.observe)
+            record.refresh_from_db()
+            progress.finish(ok=record.status == BackupRecord.Status.SUCCEEDED)
+        failed = failed_methods(record.verification)
         if record.status != BackupRecord.Status.SUCCEEDED:
+            self._explain(record)
             raise CommandError(f"Backup failed — {record.error_code}: {record.error_message}", returncode=1)
         self.stdout.write(
             f"{record.filename}  {record.size_bytes} bytes  sha256:{record.sha256}  "
             f"quality {record.quality_score} ({record.quality_level})"
         )
         if not record.verification_passed:
-            raise CommandError("The backup was written but its verification failed", returncode=3)
+            self._explain(record)
+            why = f": {', '.join(failed)} failed" if failed else ""
+            raise CommandError(f"The backup was written but its verification failed{why}", returncode=3)
         self.stdout.write(self.style.SUCCESS("Backup succeeded and verified"))
+
+    def _explain(self, record: BackupRecord) -> None:
+        for line in verification_failures(record.verification):
+            self.stdout.write(line)

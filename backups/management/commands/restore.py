@@ -1,60 +1,66 @@
 """Restore a server from one of its backups, with a preview, a confirmation
-and a progress bar. Exit codes: 0 restored; 1 the restore failed (the
-previous files were put back); 2 bad arguments, unknown server or backup;
-4 another backup or restore is in progress; 5 not confirmed."""
+and a progress bar per phase. Exit codes: 0 restored; 1 the restore failed
+(the previous files were put back); 2 bad arguments, unknown server or
+backup; 4 another backup or restore is in progress; 5 not confirmed."""
 
 from django.core.management.base import BaseCommand, CommandError
 
+from backups.management.cli import add_progress_argument, confirmed, refused
 from backups.management.lookup import server_arg
-from backups.management.progress import progress_bar
+from backups.management.progress import phase_progress
 from backups.models import RestoreRequest
 from backups.services.restore_run import restore_run
 from backups.services.restores import restore_preview, restore_request
-from mcsite.errors import DomainError, ErrorCode
+from mcsite.errors import DomainError
 
 
 class Command(BaseCommand):
     help = "Restore a server's folder from one of its backups (a safety backup is taken first)."
 
     def add_arguments(self, parser):
-        parser.add_argument("server", help="server id or name")
+        parser.add_argument("server", help="server name (any case), folder or id")
         parser.add_argument("backup_filename", help="e.g. server_backup_20250114_020000.tar.gz")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         parser.add_argument("--preview", action="store_true", help="only show the preview")
+        parser.add_argument("--replace-excluded", action="store_true",
+                            help="the folder becomes exactly the backup: what backups exclude (logs/, …) is "
+                                 "removed too (by default it is kept from the current folder)")
+        add_progress_argument(parser)
 
-    def handle(self, *args, server, backup_filename, yes=False, preview=False, **options):
+    def handle(self, *args, server, backup_filename, yes=False, preview=False, no_progress=False,
+               replace_excluded=False, **options):
         target = server_arg(server)
+        keep_excluded = not replace_excluded
         try:
-            info = restore_preview(server=target, backup_filename=backup_filename)
+            info = restore_preview(server=target, backup_filename=backup_filename, keep_excluded=keep_excluded)
         except DomainError as exc:
-            raise CommandError(f"{exc.code.value}: {exc.message}", returncode=2 if exc.http_status == 404 else 1) from None
+            raise refused(exc, not_found=2) from None
         contents = info["contents"]
         self.stdout.write(f"Backup {backup_filename}: {contents['file_count']} files, "
                           f"{contents['total_bytes']} bytes, world {contents['world_name']!r} "
                           f"(Minecraft {contents['minecraft_version']})")
-        for warning in info["warnings"]:
+        for warning in info["warnings"]:  # the API's option names, as the command spells them
+            warning = warning.replace("Restore with keep_excluded false", "Restore with --replace-excluded")
+            warning = warning.replace("With keep_excluded false", "With --replace-excluded")
             self.stdout.write(self.style.WARNING(f"  ! {warning}"))
         if preview:
             return
-        if not yes:
-            try:
-                answer = input(f"Replace the files of {target.name} with this backup? Type 'yes': ")
-            except (EOFError, KeyboardInterrupt):  # no one to answer (cron, CI): that is a no
-                answer = ""
-            if answer.strip().lower() != "yes":
-                raise CommandError("Not confirmed; nothing changed", returncode=5)
+        if not yes and not confirmed(f"Replace the files of {target.name} with this backup?"):
+            raise CommandError("Not confirmed; nothing changed", returncode=5)
         try:
             restore = restore_request(server=target, backup_filename=backup_filename, actor=None,
-                                      source="command", enqueue=False)
+                                      source="command", enqueue=False, keep_excluded=keep_excluded)
         except DomainError as exc:
-            busy = exc.code in (ErrorCode.BACKUP_IN_PROGRESS, ErrorCode.RESTORE_IN_PROGRESS)
-            raise CommandError(f"{exc.code.value}: {exc.message}", returncode=4 if busy else 1) from None
+            raise refused(exc) from None
 
-        with progress_bar(f"restore {target.name}") as observer:
-            restore_run(restore_id=restore.pk, observer=observer)
-        restore.refresh_from_db()
+        with phase_progress(self.stderr, enabled=not no_progress, first="preparing",
+                            plain_lines=options.get("verbosity", 1) > 0) as progress:
+            restore_run(restore_id=restore.pk, observer=progress.observe)
+            restore.refresh_from_db()
+            progress.finish(ok=restore.status == RestoreRequest.Status.SUCCEEDED)
         if restore.status != RestoreRequest.Status.SUCCEEDED:
             raise CommandError(f"Restore failed — {restore.error_code}: {restore.error_message}", returncode=1)
         safety = restore.safety_backup.filename if restore.safety_backup else "none"
         self.stdout.write(self.style.SUCCESS(f"Restored {target.name} from {backup_filename} "
-                                             f"(safety backup: {safety}; restore id {restore.pk})"))
+                                             f"(safety backup: {safety}; restore id {restore.pk}; "
+                                             f"undo with: manage.py rollback {target.pk} {restore.pk})"))
