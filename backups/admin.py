@@ -1,6 +1,6 @@
 from django import forms
 
-from backups.forms import ScheduleTimeField
+from backups.forms import ScheduleModelFormMixin, ScheduleTimeField
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -17,12 +17,14 @@ from mcsite.errors import DomainError
 from servers.models import Server
 
 
-class ScheduleAdminForm(forms.ModelForm):
-    schedule_time = ScheduleTimeField(help_text="HH:MM, 24-hour, in the site's time zone")
+class ScheduleAdminForm(ScheduleModelFormMixin, forms.ModelForm):
+    schedule_time = ScheduleTimeField(required=False, help_text="HH:MM, 24-hour, in the site's time zone "
+                                                                "(hourly: the first run; cron: not used)")
 
     class Meta:
         model = BackupSchedule
-        fields = ["server", "schedule_type", "schedule_time", "retention_days", "enabled", "compression", "encrypt"]
+        fields = ["server", "schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days",
+                  "enabled", "compression", "encrypt"]
 
 
 @admin.register(BackupSchedule)
@@ -34,11 +36,19 @@ class BackupScheduleAdmin(OwnerScopedAdmin):
     list_select_related = ("server",)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("server",) if obj is not None else ()
+        return ("server", "next_runs_display") if obj is not None else ()
 
-    @admin.display(description="time")
+    @admin.display(description="when")
     def time_with_zone(self, obj):
-        return f"{obj.schedule_time:%H:%M} {settings.MCSITE_TIME_ZONE}"
+        return f"{obj.summary} {settings.MCSITE_TIME_ZONE}"
+
+    @admin.display(description="next runs")
+    def next_runs_display(self, obj):
+        runs = scheduling.next_runs(obj) if obj and obj.pk else []
+        if not runs:
+            return "— (disabled)"
+        return format_html("{}<br>{}", obj.description,
+                           ", ".join(f"{run:%a %Y-%m-%d %H:%M}" for run in runs) + f" {settings.MCSITE_TIME_ZONE}")
 
     @admin.display(description="next run")
     def next_run_display(self, obj):

@@ -6,6 +6,7 @@ from datetime import time
 
 from django import forms
 
+from backups import scheduling
 from backups.models import BackupSchedule
 
 # The same rule as the API: "2:5", "24:00" and "02:00:00" are refused, so a
@@ -31,11 +32,63 @@ class ScheduleTimeField(forms.CharField):
         return time(int(match.group(1)), int(match.group(2)))
 
 
+def drop_unused_schedule_fields(data: dict) -> dict:
+    """A form posts every field: what the chosen type does not use is
+    dropped (not refused) — the interval of a daily schedule, the
+    expression of an hourly one, the time of a cron one."""
+    kind = data.get("schedule_type")
+    if kind != BackupSchedule.ScheduleType.HOURLY:
+        data["interval_hours"] = None
+    if kind != BackupSchedule.ScheduleType.CRON:
+        data["cron_expression"] = ""
+    else:
+        data["schedule_time"] = None
+    return data
+
+
+def add_schedule_problems(form, data: dict) -> None:
+    """The services' rule book (scheduling.schedule_problems) on a form's fields."""
+    if form.errors.get("schedule_type"):
+        return
+    probe = BackupSchedule(**{f: data.get(f) for f in ("schedule_type", "schedule_time", "interval_hours")},
+                           cron_expression=data.get("cron_expression") or "")
+    for field, problems in scheduling.schedule_problems(probe).items():
+        if field in form.fields and field not in form.errors:
+            for problem in problems:
+                form.add_error(field, problem)
+
+
+class ScheduleModelFormMixin:
+    """For the admin's schedule ModelForms: the time is optional (cron does
+    not use it) and what the chosen type does not use is dropped; the model's
+    clean() (scheduling.schedule_problems) then says what is missing."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("schedule_type"):
+            drop_unused_schedule_fields(data)
+        return data
+
+
 class ScheduleForm(forms.Form):
-    """The seed's "Creating Schedules → Via Web Interface" fields."""
+    """The seed's "Creating Schedules → Via Web Interface" fields, plus the
+    hourly interval and the cron expression (each used by its own type only)."""
+
+    SCHEDULE_FIELDS = ("schedule_type", "schedule_time", "interval_hours", "cron_expression")
 
     schedule_type = forms.ChoiceField(choices=BackupSchedule.ScheduleType.choices, initial="daily")
-    schedule_time = ScheduleTimeField(label="Backup time", initial="02:00")
+    schedule_time = ScheduleTimeField(label="Backup time", initial="02:00", required=False,
+                                      help_text="Hourly: the first run; cron: not used")
+    interval_hours = forms.TypedChoiceField(
+        label="Every", required=False, coerce=int, empty_value=None,
+        choices=[("", "—")] + [(n, f"{n} hour{'s' if n > 1 else ''}") for n in scheduling.HOURLY_INTERVALS],
+        help_text="Hourly only",
+    )
+    cron_expression = forms.CharField(
+        label="Cron expression", required=False, max_length=255, strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "15 3 * * 1,5", "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Cron only: minute hour day-of-month month day-of-week",
+    )
     retention_days = forms.IntegerField(
         label="Retention days", min_value=1, max_value=365, initial=30,
         error_messages={"min_value": "Retention must be between 1 and 365 days.",
@@ -48,13 +101,20 @@ class ScheduleForm(forms.Form):
         if schedule is not None:
             kwargs.setdefault("initial", {
                 "schedule_type": schedule.schedule_type, "schedule_time": schedule.schedule_time,
+                "interval_hours": schedule.interval_hours, "cron_expression": schedule.cron_expression,
                 "retention_days": schedule.retention_days, "enabled": schedule.enabled,
             })
         return cls(**kwargs)
 
+    def clean(self):
+        data = super().clean()
+        if self.fields["schedule_type"].required or data.get("schedule_type"):
+            drop_unused_schedule_fields(data)
+            add_schedule_problems(self, data)
+        return data
+
     def schedule_data(self) -> dict:
-        return {field: self.cleaned_data[field] for field in ("schedule_type", "schedule_time",
-                                                              "retention_days", "enabled")}
+        return {field: self.cleaned_data[field] for field in (*self.SCHEDULE_FIELDS, "retention_days", "enabled")}
 
 
 class AutomatedBackupsForm(ScheduleForm):
@@ -65,7 +125,8 @@ class AutomatedBackupsForm(ScheduleForm):
         label="Enable Automated Backups", required=False, initial=True,
         widget=forms.CheckboxInput(attrs={"data-toggles": "automated-backup-fields"}),
     )
-    field_order = ["enable_automated_backups", "schedule_type", "schedule_time", "retention_days"]
+    field_order = ["enable_automated_backups", "schedule_type", "schedule_time", "interval_hours",
+                   "cron_expression", "retention_days"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -86,5 +147,4 @@ class AutomatedBackupsForm(ScheduleForm):
         return bool(self.cleaned_data.get("enable_automated_backups"))
 
     def schedule_data(self) -> dict:
-        return {**{f: self.cleaned_data[f] for f in ("schedule_type", "schedule_time", "retention_days")},
-                "enabled": True}
+        return {**{f: self.cleaned_data[f] for f in (*self.SCHEDULE_FIELDS, "retention_days")}, "enabled": True}

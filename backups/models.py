@@ -19,6 +19,9 @@ class Compression(models.TextChoices):
     NONE = "none"
 
 
+SCHEDULE_INTERVAL_HOURS = (1, 2, 3, 4, 6, 8, 12)  # divisors of 24 (scheduling.HOURLY_INTERVALS)
+
+
 class BackupSchedule(models.Model):
     """One schedule per server (a database fact), owning one PeriodicTask."""
 
@@ -26,10 +29,20 @@ class BackupSchedule(models.Model):
         DAILY = "daily"
         WEEKLY = "weekly"
         MONTHLY = "monthly"
+        HOURLY = "hourly", "Every few hours"
+        CRON = "cron", "Cron expression"
 
     server = models.OneToOneField("servers.Server", on_delete=models.CASCADE, related_name="backup_schedule")
     schedule_type = models.CharField(max_length=8, choices=ScheduleType.choices, default=ScheduleType.DAILY)
-    schedule_time = models.TimeField(help_text="HH:MM in the site's time zone")
+    schedule_time = models.TimeField(
+        null=True, blank=True,
+        help_text="HH:MM in the site's time zone (hourly: the anchor of the runs; cron: not used)")
+    interval_hours = models.PositiveSmallIntegerField(
+        null=True, blank=True, choices=[(n, f"every {n} h") for n in SCHEDULE_INTERVAL_HOURS],
+        help_text="Hourly schedules only: run every N hours from the backup time")
+    cron_expression = models.CharField(
+        max_length=255, blank=True, default="",
+        help_text='Cron schedules only: minute hour day-of-month month day-of-week, e.g. "15 3 * * 1,5"')
     retention_days = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(365)]
     )
@@ -54,13 +67,61 @@ class BackupSchedule(models.Model):
                 name="schedule_retention_days_1_365",
             ),
             models.CheckConstraint(
-                condition=models.Q(schedule_type__in=["daily", "weekly", "monthly"]),
+                condition=models.Q(schedule_type__in=["daily", "weekly", "monthly", "hourly", "cron"]),
                 name="schedule_type_valid",
+            ),
+            # Each type takes its own fields (scheduling.schedule_problems says so in words).
+            models.CheckConstraint(
+                condition=models.Q(schedule_type="cron") | models.Q(schedule_time__isnull=False),
+                name="schedule_time_unless_cron",
+                violation_error_message="A backup time is required unless the schedule is a cron expression.",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(schedule_type="hourly", interval_hours__in=SCHEDULE_INTERVAL_HOURS)
+                           | (~models.Q(schedule_type="hourly") & models.Q(interval_hours__isnull=True))),
+                name="schedule_interval_hours_hourly_only",
+                violation_error_message="Hourly schedules need interval_hours (1, 2, 3, 4, 6, 8 or 12); "
+                                        "other types take none.",
+            ),
+            models.CheckConstraint(
+                condition=((models.Q(schedule_type="cron") & ~models.Q(cron_expression=""))
+                           | (~models.Q(schedule_type="cron") & models.Q(cron_expression=""))),
+                name="schedule_cron_expression_cron_only",
+                violation_error_message="Cron schedules need a cron expression; other types take none.",
             ),
         ]
 
     def __str__(self):
-        return f"{self.server} {self.schedule_type} at {self.schedule_time:%H:%M}"
+        return f"{self.server} {self.summary}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from backups import scheduling
+
+        problems = scheduling.schedule_problems(self)
+        if problems:
+            raise ValidationError(problems)
+
+    @property
+    def description(self) -> str:
+        """In words, e.g. "every 6 hours at :30 from 02:30" (site zone)."""
+        from backups import scheduling
+
+        return scheduling.describe(self)
+
+    @property
+    def summary(self) -> str:
+        """For pages: "Weekly at 03:30", "Every 6 hours at :30 from 02:30"."""
+        if self.schedule_type in ("daily", "weekly", "monthly"):
+            return f"{self.get_schedule_type_display()} at {self.schedule_time:%H:%M}"
+        return self.description[:1].upper() + self.description[1:]
+
+    def upcoming_runs(self) -> list:
+        """The next five runs (aware, site zone); [] while disabled."""
+        from backups import scheduling
+
+        return scheduling.next_runs(self)
 
 
 class BackupRecordQuerySet(OwnedQuerySet):

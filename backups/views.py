@@ -5,6 +5,8 @@ anyone else); changes go through the services the API uses, source="web".
 Progress endpoints only read the records a worker updates; they never run
 the engine in the web process."""
 
+import math
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -42,27 +44,49 @@ RESTORE_PHASES = {
 }
 
 
+def _nice_ceiling(value: float) -> float:
+    """The smallest "round" number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^n) at least `value`."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if step * magnitude >= value * (1 - 1e-9):
+            return round(step * magnitude, 10)
+    return 10 * magnitude
+
+
+def _axis_label(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
+
+
 def line_chart(points: list[tuple], *, unit: str, width: int = 380, height: int = 200) -> dict:
     """Geometry of a small SVG line chart (drawn by templates/backups/_line_chart.html):
-    one point per backup, evenly spaced, y from zero to the largest value."""
-    left, right, top, bottom = 52, 12, 12, 26
+    one point per backup, evenly spaced, y from zero to a round number at or
+    above the largest value. The unit is in the chart's title, so the y-axis
+    labels are plain numbers and the left margin is as wide as the longest."""
+    right, top, bottom = 12, 12, 26
     if not points:
         return {"empty": True, "unit": unit, "width": width, "height": height}
-    peak = max(value for _, value in points) or 1.0
+    peak = max(value for _, value in points)
+    ceiling = _nice_ceiling(peak)
+    top_label, mid_label = _axis_label(ceiling), _axis_label(ceiling / 2)
+    # 12 px labels: at most ~7.5 px a character, 6 px from the axis, 4 px from the edge.
+    left = 10 + math.ceil(7.5 * max(len(top_label), len(mid_label)))
     span_x, span_y = width - left - right, height - top - bottom
     step = span_x / max(1, len(points) - 1)
     dots = []
     for i, (when, value) in enumerate(points):
         x = left + (i * step if len(points) > 1 else span_x / 2)
-        y = top + span_y * (1 - value / peak)
+        y = top + span_y * (1 - value / ceiling)
         dots.append({"x": round(x, 1), "y": round(y, 1), "when": when, "value": value})
     line = " ".join(f"{d['x']},{d['y']}" for d in dots)
     base = top + span_y
     return {
         "empty": False, "unit": unit, "width": width, "height": height, "dots": dots, "line": line,
         "area": f"{dots[0]['x']},{base} {line} {dots[-1]['x']},{base}",
-        "left": left, "right_x": width - right, "top": top, "base": base, "mid": top + span_y / 2,
-        "peak": peak, "half": peak / 2, "first": points[0][0], "last": points[-1][0],
+        "left": left, "label_x": left - 6, "right_x": width - right, "top": top, "base": base,
+        "mid": top + span_y / 2, "peak": peak, "ceiling": ceiling, "top_label": top_label, "mid_label": mid_label,
+        "first": points[0][0], "last": points[-1][0],
     }
 
 
@@ -104,8 +128,10 @@ def _page_context(request, server, schedule_form=None) -> dict:
         "restores": RestoreRequest.objects.filter(server=server).select_related("backup")[:10],
         "size_chart": line_chart([(r["created_at"], (r["size_bytes"] or 0) / 2**20) for r in trend], unit="MiB"),
         "duration_chart": line_chart([(r["created_at"], r["duration_seconds"] or 0) for r in trend], unit="s"),
-        "success_rates": [(label, metrics[f"success_rate_{key}"], metrics[f"backups_{key}"])
-                          for key, label in (("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days"))],
+        # The rates the API's status reports (selectors.backup_metrics), side by side.
+        "rates": [{"key": key, "label": label, "count": metrics[f"backups_{key}"],
+                   "success": metrics[f"success_rate_{key}"], "verified": metrics[f"verification_rate_{key}"]}
+                  for key, label in (("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days"))],
         "disk": status["disk_usage"],
     }
 

@@ -32,3 +32,8 @@ urlpatterns = [
     path("", include("mcsite.web_urls")),
     path("", RedirectView.as_view(url="/servers/", permanent=False)),
 ]
+
+# The admin says whose it is (templates/admin/base_site.html adds the styles).
+admin.site.site_header = "mcsite administration"
+admin.site.site_title = "mcsite administration"
+admin.site.index_title = "mcsite administration"

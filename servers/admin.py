@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from backups import scheduling
-from backups.forms import HH_MM_MESSAGE, ScheduleTimeField
+from backups.forms import HH_MM_MESSAGE, ScheduleModelFormMixin, ScheduleTimeField
 from backups.models import BackupSchedule
 from mcsite.admin_scoping import OwnerScopedAdmin
 from mcsite.errors import DomainError
@@ -14,12 +14,14 @@ from servers.models import Server
 from servers.selectors import server_status
 
 
-class ScheduleInlineForm(forms.ModelForm):
-    schedule_time = ScheduleTimeField(help_text=f"{HH_MM_MESSAGE} In the site's time zone.")
+class ScheduleInlineForm(ScheduleModelFormMixin, forms.ModelForm):
+    schedule_time = ScheduleTimeField(required=False, help_text=f"{HH_MM_MESSAGE} In the site's time zone "
+                                                                "(hourly: the first run; cron: not used).")
 
     class Meta:
         model = BackupSchedule
-        fields = ["schedule_type", "schedule_time", "retention_days", "enabled", "compression", "encrypt"]
+        fields = ["schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days", "enabled",
+                  "compression", "encrypt"]
 
 
 class BackupScheduleInline(admin.StackedInline):
@@ -67,7 +69,9 @@ class ServerAdmin(OwnerScopedAdmin):
         schedule = getattr(obj, "backup_schedule", None)
         if schedule is None:
             return "—"
-        text = f"{schedule.schedule_type} {schedule.schedule_time:%H:%M} {settings.MCSITE_TIME_ZONE}"
+        when = (schedule.description if schedule.schedule_type in ("hourly", "cron")
+                else f"{schedule.schedule_type} {schedule.schedule_time:%H:%M}")
+        text = f"{when} {settings.MCSITE_TIME_ZONE}"
         return text if schedule.enabled else f"{text} (disabled)"
 
     @admin.display(description="backups")

@@ -12,7 +12,7 @@ class ServerForm(forms.ModelForm):
     acting `user`."""
 
     rcon_password = forms.CharField(
-        required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        label="RCON password", required=False, strip=False, widget=forms.PasswordInput(render_value=False),
         help_text="Leave empty to keep the current password. Stored encrypted.",
     )
     clear_rcon_password = forms.BooleanField(required=False, label="Remove the stored RCON password")
@@ -27,6 +27,17 @@ class ServerForm(forms.ModelForm):
             "name", "directory", "start_command", "memory_mb", "rcon_host", "rcon_port",
             "stop_timeout", "backup_mode", "exclude_patterns", "node",
         ]
+        # Form labels only: the model's verbose names stay (changing them needs a migration).
+        labels = {
+            "directory": "Folder",
+            "memory_mb": "Memory (MiB)",
+            "rcon_host": "RCON host",
+            "rcon_port": "RCON port",
+            "stop_timeout": "Stop timeout (seconds)",
+        }
+        help_texts = {
+            "stop_timeout": "How long a clean stop may take before the process is ended.",
+        }
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

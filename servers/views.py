@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery, Sum
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from backups import scheduling
@@ -158,4 +159,10 @@ def server_start(request, server_id):
 @login_required
 @require_POST
 def server_stop(request, server_id):
+    """Stops only once confirmed: the buttons ask in a dialog (site.js adds
+    `confirmed`); without JavaScript this answers with a page that asks."""
+    if request.POST.get("confirmed") != "1":
+        server = visible_server(request, server_id)
+        back = request.POST["next"] if _safe_next(request) else reverse("server-list")
+        return render(request, "servers/server_confirm_stop.html", {"server": server, "next": back})
     return _control(request, server_id, services.server_stop, "stopped")

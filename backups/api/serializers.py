@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from backups import scheduling
+from backups import scheduling, verification_display
 from backups.models import BackupRecord, BackupSchedule, Compression, RestoreRequest
 from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
 
@@ -31,7 +31,12 @@ class ScheduleTimeField(StrictCharField):
 class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     server_id = StrictIntegerField(min_value=1, required=False)
     schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices, required=False)
-    schedule_time = ScheduleTimeField(required=False)
+    schedule_time = ScheduleTimeField(required=False, allow_null=True,
+                                      help_text="hourly: the anchor of the runs; cron: not used (null)")
+    interval_hours = StrictIntegerField(required=False, allow_null=True,
+                                        help_text="hourly only: 1, 2, 3, 4, 6, 8 or 12")
+    cron_expression = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=255,
+                                      help_text='cron only: 5 fields, e.g. "15 3 * * 1,5"')
     retention_days = StrictIntegerField(min_value=1, max_value=365, required=False)
     enabled = StrictBooleanField(required=False)
     compression = serializers.ChoiceField(choices=Compression.choices, required=False, allow_null=True,
@@ -42,30 +47,84 @@ class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     def validate_compression(self, value):
         return value or ""
 
+    def validate_interval_hours(self, value):
+        if value is not None and value not in scheduling.HOURLY_INTERVALS:
+            raise serializers.ValidationError(
+                "Must be 1, 2, 3, 4, 6, 8 or 12 (divisors of 24, so runs stay evenly spaced every day).")
+        return value
+
+    def validate_cron_expression(self, value):
+        # Which type may carry it is the service's rule (scheduling.schedule_problems).
+        if not value:
+            return ""
+        try:
+            scheduling.parse_cron(value)
+        except scheduling.CronError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return " ".join(value.split())
+
 
 class ScheduleCreateSerializer(ScheduleInputSerializer):
     server_id = StrictIntegerField(min_value=1)
     schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices)
-    schedule_time = ScheduleTimeField()
+
+    def to_internal_value(self, data):
+        # schedule_time is required unless the schedule is a cron expression;
+        # named with the other missing fields, not after them.
+        errors, value = {}, None
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail)
+        if (isinstance(data, dict) and data.get("schedule_time") is None and "schedule_time" not in errors
+                and data.get("schedule_type") != BackupSchedule.ScheduleType.CRON):
+            errors["schedule_time"] = [serializers.ErrorDetail("This field is required (except for cron schedules).",
+                                                               code="required")]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class ScheduleOutputSerializer(serializers.ModelSerializer):
     server_id = serializers.IntegerField(read_only=True)
     server_name = serializers.CharField(source="server.name", read_only=True)
     schedule_time = serializers.SerializerMethodField()
+    cron_expression = serializers.SerializerMethodField()
+    description = serializers.SerializerMethodField()
     compression = serializers.SerializerMethodField()
     last_backup = serializers.SerializerMethodField()
     next_run = serializers.SerializerMethodField()
+    next_runs = serializers.SerializerMethodField()
     time_zone = serializers.SerializerMethodField()
 
     class Meta:
         model = BackupSchedule
-        fields = ["id", "server_id", "server_name", "schedule_type", "schedule_time", "time_zone", "retention_days",
-                  "enabled", "compression", "encrypt", "last_backup", "next_run", "created_at", "updated_at"]
+        fields = ["id", "server_id", "server_name", "schedule_type", "schedule_time", "interval_hours",
+                  "cron_expression", "description", "time_zone", "retention_days", "enabled", "compression",
+                  "encrypt", "last_backup", "next_run", "next_runs", "created_at", "updated_at"]
         read_only_fields = fields
 
-    def get_schedule_time(self, schedule) -> str:
-        return schedule.schedule_time.strftime("%H:%M")
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_schedule_time(self, schedule):
+        return schedule.schedule_time.strftime("%H:%M") if schedule.schedule_time else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_cron_expression(self, schedule):
+        return schedule.cron_expression or None
+
+    def get_description(self, schedule) -> str:
+        return scheduling.describe(schedule)
+
+    @staticmethod
+    def _runs(schedule) -> list:
+        # Computed once per object, so next_run is next_runs[0].
+        if not hasattr(schedule, "_next_runs"):
+            schedule._next_runs = scheduling.next_runs(schedule)
+        return schedule._next_runs
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_next_runs(self, schedule):
+        return [run.isoformat() for run in self._runs(schedule)]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_compression(self, schedule):
@@ -78,8 +137,8 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_run(self, schedule):
-        value = scheduling.next_run(schedule)
-        return value.isoformat() if value else None
+        runs = self._runs(schedule)
+        return runs[0].isoformat() if runs else None
 
     def get_time_zone(self, schedule) -> str:
         return settings.MCSITE_TIME_ZONE
@@ -97,6 +156,23 @@ def progress_of(obj) -> dict:
     done = obj.progress_bytes or 0
     percent = round(min(100.0, 100.0 * done / total), 1) if total else None
     return {"phase": obj.phase, "bytes_done": done, "bytes_total": total, "percent": percent}
+
+
+class VerificationMethodSerializer(serializers.Serializer):
+    """One verification method. A method that did not run is "skipped" with
+    `ok` null: it counts neither as passed nor as failed."""
+
+    status = serializers.CharField(help_text='"passed", "failed" or "skipped"')
+    ok = serializers.BooleanField(allow_null=True, help_text="true passed, false failed, null skipped")
+    errors = serializers.ListField(child=serializers.CharField(), help_text="The first 20, each naming its file")
+    warnings = serializers.ListField(child=serializers.CharField())
+    reason = serializers.CharField(allow_null=True, help_text="Why a skipped method did not run")
+
+
+class VerificationSerializer(serializers.Serializer):
+    passed = serializers.BooleanField(allow_null=True)
+    methods = serializers.DictField(child=VerificationMethodSerializer(),
+                                    help_text="checksum, archive_integrity, world_validation, restore_test")
 
 
 class BackupOutputSerializer(serializers.ModelSerializer):
@@ -135,16 +211,9 @@ class BackupOutputSerializer(serializers.ModelSerializer):
     def get_checksum(self, record):
         return f"sha256:{record.sha256}" if record.sha256 else None
 
-    @extend_schema_field(serializers.DictField(allow_null=True))
+    @extend_schema_field(VerificationSerializer(allow_null=True))
     def get_verification(self, record):
-        if not record.verification:
-            return None
-        methods = record.verification.get("methods", {})
-        return {
-            "passed": record.verification_passed,
-            "methods": {name: {"ok": m.get("ok"), "skipped": m.get("skipped"), "errors": m.get("errors", [])[:20],
-                               "warnings": m.get("warnings", [])[:20]} for name, m in methods.items()},
-        }
+        return verification_display.api_verification(record)
 
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, record):

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backups import engine, events, storage
+from backups import engine, events, storage, verification_display
 from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
@@ -65,11 +65,21 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     if record.verification_passed is None:
         warnings.append("This backup has not been verified.")
     elif record.verification_passed is False:
-        warnings.append(f"This backup failed verification (quality {record.quality_score}, {record.quality_level}).")
+        why = verification_display.failure_summary(record.verification)
+        warnings.append(f"This backup failed verification (quality {record.quality_score}, {record.quality_level})"
+                        + (f": {why}." if why else "."))
     if needed + 64 * 2**20 > free:
         warnings.append(f"Not enough free space: about {needed // 2**20} MiB needed, {free // 2**20} MiB free.")
     if not contents["world_name"]:
-        warnings.append("No Minecraft world (level.dat) was found in this backup.")
+        # Verification tells a world it could not read from one that is not there.
+        unreadable = verification_display.world_read_error(record.verification)
+        damaged = verification_display.world_check_error(record.verification)
+        if unreadable:
+            warnings.append(f"The world's level.dat could not be read: {unreadable}")
+        elif damaged:
+            warnings.append(f"The world could not be read: {damaged}")
+        else:
+            warnings.append("No Minecraft world (level.dat) was found in this backup.")
     return {
         "backup": record,
         "contents": contents,

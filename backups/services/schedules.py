@@ -5,7 +5,32 @@ from backups.models import BackupSchedule
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
-SCHEDULE_FIELDS = ("schedule_type", "schedule_time", "retention_days", "enabled", "compression", "encrypt")
+SCHEDULE_FIELDS = ("schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days", "enabled",
+                   "compression", "encrypt")
+
+
+def _apply(schedule: BackupSchedule, data: dict) -> None:
+    """Sets the given fields, then the type's rules (scheduling.schedule_problems):
+    a field of another type that was not sent is cleared (PUT {"schedule_type":
+    "daily"} on an hourly schedule drops its interval), one that was sent is
+    refused; cron ignores `schedule_time`. Raises VALIDATION_ERROR with
+    per-field details, so nothing is saved."""
+    for field in SCHEDULE_FIELDS:
+        if field in data:
+            value = data[field]
+            if field == "cron_expression":
+                value = " ".join((value or "").split())
+            setattr(schedule, field, value)
+    if schedule.schedule_type != BackupSchedule.ScheduleType.HOURLY and "interval_hours" not in data:
+        schedule.interval_hours = None
+    if schedule.schedule_type != BackupSchedule.ScheduleType.CRON and "cron_expression" not in data:
+        schedule.cron_expression = ""
+    if schedule.schedule_type == BackupSchedule.ScheduleType.CRON:
+        schedule.schedule_time = None  # not used by cron
+    problems = scheduling.schedule_problems(schedule)
+    if problems:
+        first = next(iter(problems.values()))[0]
+        raise DomainError(ErrorCode.VALIDATION_ERROR, first, details=problems)
 
 
 def backup_schedule_create(*, server, data: dict, actor, request=None, source: str = "api") -> BackupSchedule:
@@ -13,9 +38,7 @@ def backup_schedule_create(*, server, data: dict, actor, request=None, source: s
     try:
         with transaction.atomic():
             schedule = BackupSchedule(server=server)
-            for field in SCHEDULE_FIELDS:
-                if field in data:
-                    setattr(schedule, field, data[field])
+            _apply(schedule, data)
             schedule.save()
             scheduling.sync_periodic_task(schedule)
     except IntegrityError:
@@ -32,9 +55,7 @@ def backup_schedule_update(*, schedule: BackupSchedule, data: dict, actor, reque
     schedule and its PeriodicTask together."""
     with transaction.atomic():
         locked = BackupSchedule.objects.select_for_update().select_related("server").get(pk=schedule.pk)
-        for field in SCHEDULE_FIELDS:
-            if field in data:
-                setattr(locked, field, data[field])
+        _apply(locked, data)
         locked.save()
         scheduling.sync_periodic_task(locked)
     audit(actor=actor, action="schedule.update", obj=locked, request=request, source=source,
@@ -50,9 +71,14 @@ def backup_schedule_delete(*, schedule: BackupSchedule, actor, request=None, sou
 
 
 def _describe(schedule: BackupSchedule) -> dict:
-    return {
+    described = {
         "schedule_type": schedule.schedule_type,
-        "schedule_time": schedule.schedule_time.strftime("%H:%M"),
+        "schedule_time": schedule.schedule_time.strftime("%H:%M") if schedule.schedule_time else None,
         "retention_days": schedule.retention_days,
         "enabled": schedule.enabled,
     }
+    if schedule.interval_hours is not None:
+        described["interval_hours"] = schedule.interval_hours
+    if schedule.cron_expression:
+        described["cron_expression"] = schedule.cron_expression
+    return described

@@ -90,7 +90,15 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) { event.preventDefault(); return; }
+    if (form.dataset.confirm) {
+      if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); return; }
+      // Confirmed here, so the server need not ask again (without JS it shows a page that asks).
+      if (form.dataset.confirmField && !form.querySelector("input[name='" + form.dataset.confirmField + "']")) {
+        var field = document.createElement("input");
+        field.type = "hidden"; field.name = form.dataset.confirmField; field.value = "1";
+        form.appendChild(field);
+      }
+    }
     if (form.hasAttribute("data-backup-now") && window.fetch) { event.preventDefault(); startBackup(form); }
   });
 

@@ -90,7 +90,7 @@ def test_quick_start_in_a_real_browser(live_server, queue_worker, browser, scree
     page.wait_for_timeout(500)  # let the bar's CSS transition finish before the picture
     screenshots(page, "05-backup-done")
 
-    # The page on a phone: one column, the table scrolls inside its card.
+    # The page on a phone: one column, each backup a block with its actions under its name.
     phone = context.new_page()
     phone.set_viewport_size({"width": 390, "height": 844})
     phone.goto(f"{base}/backup/{server.pk}")

@@ -151,7 +151,9 @@ def test_start_and_stop_drive_the_real_process(alice_web, alice, fake_mc):
     alice_web.post(f"/servers/{server.pk}/start/")
     server.fake.wait_ready()
     assert "Running" in alice_web.get("/servers/").content.decode()
-    response = alice_web.post(f"/servers/{server.pk}/stop/", follow=True)
+    asked = alice_web.post(f"/servers/{server.pk}/stop/").content.decode()
+    assert "Stop fake?" in asked and "Running" in alice_web.get("/servers/").content.decode()
+    response = alice_web.post(f"/servers/{server.pk}/stop/", {"confirmed": "1"}, follow=True)
     body = response.content.decode()
     assert "fake stopped." in body and "Stopped" in body
 

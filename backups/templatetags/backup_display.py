@@ -1,0 +1,52 @@
+"""Template filters of the backup pages: sizes in MiB (one unit everywhere,
+1 048 576 bytes = 1.0, as the API's `size_mb`) and verification methods as
+backups/verification_display.py reads them."""
+
+from django import template
+
+from backups import verification_display
+
+register = template.Library()
+
+MIB = 2**20
+_GROUP = "\u202f"  # narrow no-break space between thousands: 103 936 MiB
+
+
+def mib_number(size_bytes) -> str:
+    """The number of MiB, without the unit: 0.31, 18.3, 2 048."""
+    value = float(size_bytes) / MIB
+    if value == 0:
+        return "0"
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 1000:
+        return f"{value:.1f}"
+    return f"{value:,.0f}".replace(",", _GROUP)
+
+
+@register.filter
+def mib(size_bytes) -> str:
+    """Bytes written in MiB: "0.31 MiB", "18.3 MiB", "103 936 MiB"; "—" for none."""
+    if size_bytes is None or size_bytes == "":
+        return "—"
+    try:
+        return f"{mib_number(size_bytes)} MiB"
+    except (TypeError, ValueError):
+        return "—"
+
+
+@register.filter
+def verification_methods(record) -> list[dict]:
+    """Every method of the record's verification with its status."""
+    return verification_display.methods(getattr(record, "verification", None), max_errors=10)
+
+
+@register.filter
+def failed_checks(record) -> list[dict]:
+    """The methods that ran and failed, with their first errors."""
+    return verification_display.failed_methods(getattr(record, "verification", None), max_errors=10)
+
+
+@register.filter
+def verification_summary(record) -> str:
+    return verification_display.failure_summary(getattr(record, "verification", None))
