@@ -266,23 +266,31 @@ def backup_lock(request, server_id, backup_id):
 def restore(request, server_id):
     """GET: the preview of `?backup=<filename>`. POST: the confirmation."""
     server = visible_server(request, server_id)
-    filename = (request.POST if request.method == "POST" else request.GET).get("backup", "")
+    params = request.POST if request.method == "POST" else request.GET
+    filename = params.get("backup", "")
+    # Checked by default: what backups leave out (logs/, …) stays; "0" replaces everything.
+    keep_excluded = params.get("keep_excluded", "1") != "0"
     if request.method == "POST":
         try:
             restore_row = restores.restore_request(server=server, backup_filename=filename, actor=request.user,
-                                                   request=request, source="web")
+                                                   request=request, source="web", keep_excluded=keep_excluded)
         except DomainError as exc:
             messages.error(request, exc.message)
             return _back(server, "#history")
         messages.success(request, f"Restore of {filename} started.")
         return redirect("restore-detail", server_id=server.pk, restore_id=restore_row.pk)
     try:
-        preview = restores.restore_preview(server=server, backup_filename=filename)
+        preview = restores.restore_preview(server=server, backup_filename=filename, keep_excluded=keep_excluded)
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(server, "#history")
+    preview["warnings"] = [w.replace("Restore with keep_excluded false to replace everything.",
+                                     "Untick “Keep what backups leave out” below to replace everything.")
+                           .replace("With keep_excluded false they are removed", "They will be removed")
+                           for w in preview["warnings"]]
     return render(request, "backups/restore_preview.html", {"server": server, "preview": preview,
-                                                            "backup": preview["backup"]})
+                                                            "backup": preview["backup"],
+                                                            "keep_excluded": keep_excluded})
 
 
 def restore_progress(row: RestoreRequest) -> dict:

@@ -98,3 +98,18 @@ def test_a_restore_is_refused_while_a_backup_runs(alice_web, alices_server, take
     assert "A backup is already in progress" in response.content.decode()
     assert not RestoreRequest.objects.exists()
     assert BackupRecord.objects.filter(status="queued").count() == 1
+
+
+def test_the_restore_page_keeps_excluded_paths_unless_unticked(alice_web, alices_server, take_backup):
+    (alices_server.path / "logs").mkdir(exist_ok=True)
+    (alices_server.path / "logs" / "latest.log").write_text("today")
+    record = take_backup(alices_server)
+    body = alice_web.get(f"/backup/{alices_server.pk}/restore", {"backup": record.filename}).content.decode()
+    assert 'name="keep_excluded" value="1" checked' in body
+    assert "kept from the current folder: logs" in body and "keep_excluded false" not in body
+
+    alice_web.post(f"/backup/{alices_server.pk}/restore", {"backup": record.filename, "keep_excluded": "0"})
+    restore = RestoreRequest.objects.get()
+    assert restore.keep_excluded is False
+    restore = restore_run(restore_id=restore.pk)
+    assert restore.status == "succeeded" and not (alices_server.path / "logs").exists()
