@@ -16,6 +16,23 @@ def add_progress_argument(parser) -> None:
                         help="no progress bars: plain lines only (for cron, CI and log files)")
 
 
+def run_restore(command, restore, *, no_progress: bool, verbosity: int, what: str = "Restore"):
+    """Runs a queued restore or rollback here with a bar per phase; exit 1
+    with the recorded reason when it fails. Returns the ended row."""
+    from backups.management.progress import phase_progress
+    from backups.models import RestoreRequest
+    from backups.services.restore_run import restore_run
+
+    with phase_progress(command.stderr, enabled=not no_progress, first="preparing",
+                        plain_lines=verbosity > 0) as progress:
+        restore_run(restore_id=restore.pk, observer=progress.observe)
+        restore.refresh_from_db()
+        progress.finish(ok=restore.status == RestoreRequest.Status.SUCCEEDED)
+    if restore.status != RestoreRequest.Status.SUCCEEDED:
+        raise CommandError(f"{what} failed — {restore.error_code}: {restore.error_message}", returncode=1)
+    return restore
+
+
 def refused(exc: DomainError, *, not_found: int = 1) -> CommandError:
     """A service's refusal as the command's exit: 4 when the server is busy,
     `not_found` for something unknown (HTTP 404), else 1."""

@@ -5,11 +5,8 @@ backup; 4 another backup or restore is in progress; 5 not confirmed."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.management.cli import add_progress_argument, confirmed, refused
+from backups.management.cli import add_progress_argument, confirmed, refused, run_restore
 from backups.management.lookup import server_arg
-from backups.management.progress import phase_progress
-from backups.models import RestoreRequest
-from backups.services.restore_run import restore_run
 from backups.services.restores import restore_preview, restore_request
 from mcsite.errors import DomainError
 
@@ -53,13 +50,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise refused(exc) from None
 
-        with phase_progress(self.stderr, enabled=not no_progress, first="preparing",
-                            plain_lines=options.get("verbosity", 1) > 0) as progress:
-            restore_run(restore_id=restore.pk, observer=progress.observe)
-            restore.refresh_from_db()
-            progress.finish(ok=restore.status == RestoreRequest.Status.SUCCEEDED)
-        if restore.status != RestoreRequest.Status.SUCCEEDED:
-            raise CommandError(f"Restore failed — {restore.error_code}: {restore.error_message}", returncode=1)
+        restore = run_restore(self, restore, no_progress=no_progress, verbosity=options.get("verbosity", 1))
         safety = restore.safety_backup.filename if restore.safety_backup else "none"
         self.stdout.write(self.style.SUCCESS(f"Restored {target.name} from {backup_filename} "
                                              f"(safety backup: {safety}; restore id {restore.pk}; "

@@ -10,11 +10,9 @@ or restore is in progress; 5 not confirmed."""
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from backups.management.cli import add_progress_argument, confirmed, refused
+from backups.management.cli import add_progress_argument, confirmed, refused, run_restore
 from backups.management.lookup import server_arg
-from backups.management.progress import phase_progress
 from backups.models import BackupRecord, RestoreRequest
-from backups.services.restore_run import restore_run
 from backups.services.restores import restore_preview, restore_rollback
 from mcsite.errors import DomainError, ErrorCode
 
@@ -71,13 +69,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc.code.value}: {exc.message}", returncode=2) from None
             raise refused(exc, not_found=2) from None
 
-        with phase_progress(self.stderr, enabled=not no_progress, first="preparing",
-                            plain_lines=options.get("verbosity", 1) > 0) as progress:
-            restore_run(restore_id=rollback.pk, observer=progress.observe)
-            rollback.refresh_from_db()
-            progress.finish(ok=rollback.status == RestoreRequest.Status.SUCCEEDED)
-        if rollback.status != RestoreRequest.Status.SUCCEEDED:
-            raise CommandError(f"Rollback failed — {rollback.error_code}: {rollback.error_message}", returncode=1)
+        rollback = run_restore(self, rollback, no_progress=no_progress, verbosity=options.get("verbosity", 1),
+                               what="Rollback")
         kept = f"; safety backup: {rollback.safety_backup.filename}" if rollback.safety_backup else ""
         self.stdout.write(self.style.SUCCESS(f"Rolled back {target.name} to before restore #{restore.pk} "
                                              f"(rollback id {rollback.pk}{kept})"))
