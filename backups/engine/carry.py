@@ -6,9 +6,11 @@ whole folder would delete them. Before the swap, each excluded path of the
 current folder that the staged folder does not have is linked into the
 staged folder: hard links for files (same filesystem, no copy, and the
 current folder stays untouched until the swap, so a failed restore puts it
-back whole), a copy where the filesystem refuses links. Symlinks are carried
-only when they stay inside the folder (resolved on disk, chains included);
-sockets, fifos and devices never are.
+back whole), a copy where the filesystem refuses links. Symlinks are never
+carried: where one points depends on the folders around it, and those are
+the backup's after the swap (a link that stays inside the current folder can
+lead into another server's folder through the restored one). Sockets, fifos
+and devices are never carried either.
 """
 from __future__ import annotations
 
@@ -18,11 +20,6 @@ import shutil
 import stat
 
 from .walk import ExcludeRules
-
-
-def _inside(path: str, root: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip("/") + "/")
 
 
 def excluded_paths(current, exclude) -> list[str]:
@@ -53,24 +50,28 @@ def carry_excluded(current, staging, exclude) -> list[str]:
     """Links the excluded paths of ``current`` into ``staging``; returns those
     carried. ``staging`` wins: a path it already has is never overwritten."""
     current, staging = os.path.abspath(os.fspath(current)), os.path.abspath(os.fspath(staging))
-    root = os.path.realpath(current)
     carried = []
     for rel in excluded_paths(current, exclude):
         source, target = os.path.join(current, *rel.split("/")), os.path.join(staging, *rel.split("/"))
-        if not os.path.lexists(target) and _carry(source, target, root):
+        if not os.path.lexists(target) and not _through_link(staging, rel) and _carry(source, target):
             carried.append(rel)
     return carried
 
 
-def _carry(source: str, target: str, root: str) -> bool:
+def _through_link(staging: str, rel: str) -> bool:
+    """A folder on the way to `rel` in the staged tree is a link: writing
+    there would write wherever that link points."""
+    path = staging
+    for part in rel.split("/")[:-1]:
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return True
+    return False
+
+
+def _carry(source: str, target: str) -> bool:
     """One entry (a folder with everything below it); False if nothing was carried."""
     info = os.lstat(source)
-    if stat.S_ISLNK(info.st_mode):
-        if not _inside(source, root):
-            return False
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.symlink(os.readlink(source), target)
-        return True
     if stat.S_ISREG(info.st_mode):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         _link_or_copy(source, target)
@@ -79,7 +80,7 @@ def _carry(source: str, target: str, root: str) -> bool:
         return False  # sockets, fifos, devices: never restored
     os.makedirs(target, exist_ok=True)
     for entry in sorted(os.listdir(source)):
-        _carry(os.path.join(source, entry), os.path.join(target, entry), root)
+        _carry(os.path.join(source, entry), os.path.join(target, entry))
     shutil.copystat(source, target, follow_symlinks=False)
     return True
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import events, storage
-from backups.models import BackupRecord, BackupSettings
+from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 
 DEFAULT_RETENTION_DAYS = 30
 EMERGENCY_KEEP = 3
@@ -52,6 +52,12 @@ def retention_apply(*, server, disk_percent: float | None = None, now=None) -> l
                          quota=EMERGENCY_KEEP if emergency else None)
         doomed += _doomed(safety, keep=None, cutoff=now - timedelta(days=config.safety_backup_days),
                           quota=1 if emergency else None)
+        # A backup a restore or rollback is reading right now stays, whatever its age.
+        in_use = set()
+        for backup_id, safety_id in RestoreRequest.objects.filter(
+                server=server, status__in=ACTIVE_STATUSES).values_list("backup_id", "safety_backup_id"):
+            in_use.update({backup_id, safety_id})
+        doomed = [(record, reason) for record, reason in doomed if record.pk not in in_use]
         for record, reason in doomed:
             _delete(record, reason=reason, retention_days=retention_days, disk_percent=disk_percent)
     return [record for record, _ in doomed]

@@ -135,3 +135,18 @@ def test_the_status_counts_and_sizes_safety_backups_apart(server, alice_api):
     disk = data["disk_usage"]
     assert (disk["server_backup_bytes"], disk["safety_backup_bytes"], disk["safety_backups"]) == (100, 200, 2)
     assert disk["safety_backup_days"] == 7
+
+
+def test_a_backup_a_restore_or_rollback_is_reading_is_never_deleted(server):
+    """A rollback takes a new safety backup, then reads the restore's one: at
+    the emergency threshold the older one was deleted under it."""
+    from backups.models import RestoreRequest
+
+    being_read = _backup(server, 30, trigger="safety")
+    newer_safety = _backup(server, 0.1, trigger="safety")
+    old_regular = _backup(server, 40)
+    _backup(server, 1)
+    RestoreRequest.objects.create(server=server, kind="rollback", backup=being_read, status="running",
+                                  backup_filename=being_read.filename, safety_backup=newer_safety)
+    retention_apply(server=server, disk_percent=95)
+    assert _alive(being_read, newer_safety, old_regular) == [True, True, False]
