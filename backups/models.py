@@ -46,6 +46,28 @@ class BackupSchedule(models.Model):
     retention_days = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(365)]
     )
+    # Count and grandfather-father-son rules beside the days (SPEC §5.7, issue
+    # #12): a backup is kept when any rule keeps it, as restic's `forget`
+    # does. Empty: the rule is off.
+    keep_last = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Keep the newest N backups whatever their age")
+    keep_hourly = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Keep the newest backup of each of the last N hours that have one")
+    keep_daily = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Keep the newest backup of each of the last N days that have one")
+    keep_weekly = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Keep the newest backup of each of the last N weeks that have one")
+    keep_monthly = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Keep the newest backup of each of the last N months that have one")
+    skip_unchanged = models.BooleanField(
+        default=False, db_default=False,
+        help_text="Skip a scheduled backup when no player was online and no world file changed "
+                  "since the last good backup")
     enabled = models.BooleanField(default=True)
     compression = models.CharField(
         max_length=8, choices=Compression.choices, blank=True, default="", help_text="Empty: the site default"
@@ -143,6 +165,7 @@ class BackupRecord(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        SKIPPED = "skipped"
         DELETED = "deleted"
 
     class Trigger(models.TextChoices):
@@ -205,6 +228,11 @@ class BackupRecord(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # A queued run that waits for its players' countdown starts no earlier than this.
+    not_before = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=300, blank=True, default="", db_default="", help_text="Why a scheduled backup was skipped")
+    # Periodic re-verification (bit rot): when this backup was last read back again.
+    rechecked_at = models.DateTimeField(null=True, blank=True)
 
     objects = BackupRecordQuerySet.as_manager()
 
@@ -254,6 +282,7 @@ class RestoreRequest(models.Model):
     class Kind(models.TextChoices):
         RESTORE = "restore"
         ROLLBACK = "rollback"
+        COPY = "copy", "Restore into a new folder"
 
     server = models.ForeignKey("servers.Server", on_delete=models.CASCADE, related_name="restores")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RESTORE)
@@ -282,6 +311,9 @@ class RestoreRequest(models.Model):
     steps = models.JSONField(default=list, blank=True)
     keep_excluded = models.BooleanField(
         default=True, help_text="Keep what backups exclude (logs/, …) from the current folder")
+    # A partial restore: folder-relative paths (a dimension's folder, the
+    # player data, one file) restored alone; empty means the whole backup.
+    paths = models.JSONField(default=list, db_default=[], blank=True)
     task_id = models.CharField(max_length=64, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
@@ -327,6 +359,12 @@ class BackupSettings(models.Model):
     safety_backup_days = models.PositiveSmallIntegerField(
         default=7, validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="Days a restore's safety backup is kept (the rollback point) unless it is locked")
+    recheck_days = models.PositiveSmallIntegerField(
+        default=7, db_default=7, validators=[MinValueValidator(0), MaxValueValidator(365)],
+        help_text="Re-verify each stored backup again after this many days (0: never) to catch bit rot")
+    recheck_batch = models.PositiveSmallIntegerField(
+        default=10, db_default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="At most this many backups are re-verified per daily run, the longest unchecked first")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -376,6 +414,73 @@ class AlertIncident(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.subject}"
+
+
+class BackupContents(models.Model):
+    """A backup's file list, kept when it is verified (the manifest is the
+    archive's last member), so that its tree can be browsed and a part of it
+    chosen without decompressing. `entries`: [[path, size, kind], …] with
+    kind "f" (file), "d" (folder) or "l" (link)."""
+
+    backup = models.OneToOneField(BackupRecord, on_delete=models.CASCADE, related_name="contents")
+    entries = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "backup contents"
+
+    def __str__(self):
+        return f"contents of {self.backup}"
+
+
+class AlertChannel(models.Model):
+    """Where alerts go besides the environment's MCSITE_ALERT_URLS/EMAILS:
+    an apprise URL or an email address, managed by admins. The target is
+    sealed (apprise URLs hold tokens) and never shown back whole."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        APPRISE = "apprise", "Apprise URL"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    target_sealed = models.TextField(editable=False)
+    target_hint = models.CharField(max_length=100, blank=True, editable=False,
+                                   help_text="What is shown of the target (its scheme or the address)")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_test_error = models.CharField(max_length=300, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=["email", "apprise"]), name="alert_channel_kind_valid"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def target(self) -> str:
+        return unseal(self.target_sealed)
+
+    @target.setter
+    def target(self, value: str) -> None:
+        self.target_sealed = seal(value or "")
+
+
+class AlertPreference(models.Model):
+    """Which events alert a user about their own servers (by email to their
+    address). No row: every event."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_preference")
+    events = models.JSONField(default=list, blank=True, help_text="Alert kinds this user is told about")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"alert preferences of {self.user}"
 
 
 @receiver(pre_delete, sender="servers.Server", dispatch_uid="backups.remember_folder_of_deleted_server")

@@ -44,6 +44,21 @@ class Server(models.Model):
     node = models.CharField(
         max_length=64, default="default", help_text="Celery queue of the worker on this server's disk"
     )
+    # Telling the players (issue #12): before a backup that stops the server,
+    # `say` the warning at each countdown mark (seconds before the stop),
+    # then the done message after it. Live backups say nothing unless
+    # announce_live is set.
+    announce = models.BooleanField(default=True, db_default=True, help_text="Warn players in game before a backup stops the server")
+    announce_countdown = models.CharField(
+        max_length=100, default="60,30,10", db_default="60,30,10", blank=True,
+        help_text="Seconds before the stop at which to warn, e.g. 60,30,10 (empty: warn once, at once)")
+    announce_message = models.CharField(
+        max_length=200, default="The server stops for a backup in {seconds} seconds.",
+        db_default="The server stops for a backup in {seconds} seconds.",
+        help_text="{seconds} is replaced by the time left")
+    announce_done_message = models.CharField(
+        max_length=200, default="Backup finished.", db_default="Backup finished.", blank=True, help_text="Said once the backup is done")
+    announce_live = models.BooleanField(default=False, db_default=False, help_text="Also announce live backups (nothing stops)")
     # The process as last seen by mcsite; status always re-checks it (pid and
     # create time must both match) and never trusts these alone.
     pid = models.IntegerField(null=True, blank=True, editable=False)
