@@ -152,6 +152,8 @@ class ServerAdmin(OwnerScopedAdmin):
             fields.insert(1, "owner")
         if obj is None:  # nothing to show about a server that does not exist yet
             fields = [f for f in fields if f not in ("status_badge", "related_links", "pid", "pid_create_time")]
+        if obj is None or not obj.has_rcon_password:  # the form offers no removal of nothing
+            fields = [f for f in fields if f != "clear_rcon_password"]
         return fields
 
     def save_model(self, request, obj, form, change):

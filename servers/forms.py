@@ -2,7 +2,7 @@ from django import forms
 
 from mcsite.errors import DomainError
 from servers.models import Server
-from servers.services import check_name, check_rcon_host_allowed, resolve_server_directory
+from servers.services import LIVE_NEEDS_PASSWORD, check_name, check_rcon_host_allowed, resolve_server_directory
 
 
 class ServerForm(forms.ModelForm):
@@ -34,9 +34,12 @@ class ServerForm(forms.ModelForm):
             "rcon_host": "RCON host",
             "rcon_port": "RCON port",
             "stop_timeout": "Stop timeout (seconds)",
+            "node": "Game host",
         }
         help_texts = {
             "stop_timeout": "How long a clean stop may take before the process is ended.",
+            "node": "The machine that holds this server's folder. Leave “default” unless your "
+                    "administrator runs several game hosts and told you the name of this one.",
         }
 
     def __init__(self, *args, user=None, **kwargs):
@@ -53,6 +56,9 @@ class ServerForm(forms.ModelForm):
         self.fields["directory"].help_text = f"The server's folder inside the servers root{where}, e.g. survival"
         if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
             del self.fields["start_command"]
+        if not self.instance.has_rcon_password:
+            # Nothing stored (a new server, say): there is nothing to remove.
+            del self.fields["clear_rcon_password"]
 
     def _owner(self):
         """Who the server will belong to: the owner an administrator picked in
@@ -95,6 +101,16 @@ class ServerForm(forms.ModelForm):
         if any(len(p) > 200 for p in patterns) or len(patterns) > 100:
             raise forms.ValidationError("At most 100 patterns of at most 200 characters each.")
         return patterns
+
+    def clean(self):
+        cleaned = super().clean()
+        mode = cleaned.get("backup_mode")
+        if mode == Server.BackupMode.LIVE:
+            typed = bool(cleaned.get("rcon_password"))
+            kept = self.instance.has_rcon_password and not cleaned.get("clear_rcon_password")
+            if not (typed or kept):
+                self.add_error("backup_mode", LIVE_NEEDS_PASSWORD)
+        return cleaned
 
     def service_data(self, *, changed_only: bool = False) -> dict:
         """The cleaned values as the server services take them: the RCON

@@ -32,15 +32,22 @@ class ServerOutputSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     has_rcon_password = serializers.BooleanField(read_only=True)
     status = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField(
+        help_text="Settings accepted but that will get in the way, e.g. the server jar missing from the folder")
 
     class Meta:
         model = Server
         fields = [
             "id", "name", "owner", "directory", "start_command", "memory_mb", "rcon_host", "rcon_port",
             "has_rcon_password", "stop_timeout", "backup_mode", "exclude_patterns", "node", "status",
-            "created_at", "updated_at",
+            "warnings", "created_at", "updated_at",
         ]
         read_only_fields = fields
+
+    def get_warnings(self, server) -> list[str]:
+        from servers.services import server_warnings
+
+        return server_warnings(server)
 
     def get_status(self, server) -> dict:
         from servers.selectors import server_status

@@ -2,6 +2,7 @@
 change Server rows themselves."""
 
 import re
+import shlex
 from pathlib import Path
 
 from django.conf import settings
@@ -84,8 +85,19 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=N
     if any(reserved.is_relative_to(resolved) for reserved in contained):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     relative = relative_path.as_posix()
-    others = Server.objects.exclude(pk=exclude_pk).values_list("directory", flat=True)
-    if any(_overlaps(relative, other) for other in others):
+    others = Server.objects.exclude(pk=exclude_pk).values_list("directory", "owner_id", "name")
+    clashes = [(other, owner_id, name) for other, owner_id, name in others if _overlaps(relative, other)]
+    owner_id = getattr(owner, "pk", None)
+    own = [(other, name) for other, clash_owner, name in clashes if owner_id is not None and clash_owner == owner_id]
+    if own:
+        # The caller's own server: naming it tells them nothing they cannot see.
+        other, name = own[0]
+        where = ("already uses this folder" if other == relative else
+                 "has its folder inside this one" if other.startswith(relative + "/") else
+                 "already uses the folder this one is inside")
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, f"Your server “{name}” {where} ({other}); "
+                                                       "each server needs a folder of its own")
+    if clashes:
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     if _kept_backups_block(relative, owner):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
@@ -175,6 +187,46 @@ def _apply(server: Server, data: dict, actor) -> None:
             setattr(server, field, value)
 
 
+LIVE_NEEDS_PASSWORD = ("Live backups need an RCON password: mcsite pauses saving with save-off, save-all "
+                       "and save-on over RCON. Set the server's RCON password, or use stop mode.")
+
+
+def check_live_mode(server: Server) -> None:
+    """Live mode without an RCON password cannot pause saving: refused."""
+    if server.backup_mode == Server.BackupMode.LIVE and not server.has_rcon_password:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, LIVE_NEEDS_PASSWORD,
+                          details={"backup_mode": [LIVE_NEEDS_PASSWORD]})
+
+
+def jar_named(start_command: str) -> str | None:
+    """The jar a start command runs (`-jar X`), or None when it names none
+    (a script, Forge's @args files)."""
+    try:
+        words = shlex.split(start_command or "")
+    except ValueError:
+        return None
+    for position, word in enumerate(words[:-1]):
+        if word == "-jar":
+            return words[position + 1]
+    return None
+
+
+def server_warnings(server: Server) -> list[str]:
+    """What will stop the server from starting but may be fixed later (so it
+    is not refused): the jar its start command runs is not in its folder."""
+    folder = server.path
+    if not folder.is_dir():
+        return [f"The folder {server.directory} is missing."]
+    jar = jar_named(server.formatted_start_command())
+    if jar is not None:
+        candidate = Path(jar)
+        if not candidate.is_absolute() and ".." not in candidate.parts and not (folder / candidate).is_file():
+            return [f"{jar} is not in the folder {server.directory}: Start will fail until the server jar is there."]
+    elif not any(folder.glob("*.jar")):
+        return [f"No .jar file is in the folder {server.directory}: make sure the start command can find the server."]
+    return []
+
+
 def _check_name_free(*, owner, name: str, exclude_pk=None) -> None:
     clash = Server.objects.filter(owner=owner, name=name)
     if exclude_pk is not None:
@@ -191,6 +243,7 @@ def server_create(*, owner, data: dict, actor=None, request=None, source: str = 
     server = Server(owner=owner)
     _apply(server, data, actor or owner)
     _check_name_free(owner=owner, name=server.name)
+    check_live_mode(server)
     server.save()
     audit(actor=actor or owner, action="server.create", obj=server, request=request, source=source)
     return server
@@ -201,6 +254,8 @@ def server_update(*, server: Server, data: dict, actor, request=None, source: st
     _apply(server, data, actor)
     if {"name", "owner"} & set(data):
         _check_name_free(owner=server.owner, name=server.name, exclude_pk=server.pk)
+    if {"backup_mode", "rcon_password"} & set(data):
+        check_live_mode(server)
     server.save()
     if "owner" in data:
         # Who may see the backups is read from the server itself; the copy

@@ -101,6 +101,8 @@ def server_create(request):
             else:
                 note = " with automated backups" if backup_form.wants_schedule else ""
                 messages.success(request, f"Server “{server.name}” created{note}.")
+                for warning in services.server_warnings(server):
+                    messages.warning(request, warning)
                 return redirect("server-list")
         status = 400
     else:

@@ -69,7 +69,8 @@ def test_superuser_sees_and_changes_every_server(admin_api, alices_server, bob, 
     make_server(bob, "bobs-world")
     names = {s["name"] for s in admin_api.get("/api/servers").json()["data"]}
     assert names == {"alices-secret-world", "bobs-world"}
-    response = admin_api.patch(f"/api/servers/{alices_server.pk}", {"backup_mode": "live"}, format="json")
+    response = admin_api.patch(f"/api/servers/{alices_server.pk}", {"backup_mode": "live", "rcon_password": "pw-admin"},
+                               format="json")
     assert response.status_code == 200
     alices_server.refresh_from_db()
     assert alices_server.backup_mode == "live"
