@@ -1,6 +1,7 @@
 """Use cases for servers. Views, admin and commands call these; they never
 change Server rows themselves."""
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -102,6 +103,51 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=N
     if _kept_backups_block(relative, owner):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     return relative
+
+
+NEW_DIRECTORY_TAKEN = "Directory must be a new (or empty) folder inside the servers root that no other server uses"
+
+
+def new_server_directory(raw: str, *, owner) -> tuple[str, bool]:
+    """A folder for a server made from a backup (a copy of a world): it must
+    not exist yet, or be empty, and passes every rule of
+    `resolve_server_directory` once made. Its parent must exist. Returns the
+    folder relative to the servers root and whether it was created here (the
+    caller removes it again if what follows fails)."""
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is required")
+    root = servers_root()
+    candidate = Path(raw.strip())
+    candidate = candidate if candidate.is_absolute() else root / candidate
+    try:
+        parent = candidate.parent.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN) from None
+    if not parent.is_dir() or not (parent == root or parent.is_relative_to(root)) or candidate.name in ("", ".", ".."):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory must be a folder inside the servers root")
+    folder = parent / candidate.name
+    relative = folder.relative_to(root).as_posix()
+    # Checked before anything is made: nothing is created inside another server's folder.
+    if any(part.startswith(".") for part in relative.split("/")) or any(
+            _overlaps(relative, other) for other in Server.objects.values_list("directory", flat=True)):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN)
+    created = False
+    if not os.path.lexists(folder):
+        try:
+            folder.mkdir(mode=0o755)
+        except OSError:
+            raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN) from None
+        created = True
+    elif folder.is_symlink() or not folder.is_dir() or any(folder.iterdir()):
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN)
+    try:
+        return resolve_server_directory(str(folder), owner=owner), created
+    except DomainError as exc:
+        if created:
+            folder.rmdir()
+        if exc.message == UNAVAILABLE_DIRECTORY:  # one message, whoever's folder it is
+            raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN) from None
+        raise
 
 
 # Control characters (C0, DEL, C1) and the Unicode line/paragraph separators:

@@ -230,7 +230,7 @@ class RestoreOutputSerializer(serializers.ModelSerializer):
         model = RestoreRequest
         fields = ["id", "server_id", "kind", "backup_filename", "status", "safety_backup", "rollback_of",
                   "created_at", "started_at", "finished_at", "file_count", "server_was_running", "keep_excluded",
-                  "error_code", "error_message", "progress", "steps"]
+                  "paths", "error_code", "error_message", "progress", "steps"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -254,6 +254,11 @@ class RestoreInputSerializer(serializers.Serializer):
         required=False, default=True,
         help_text="Keep what backups exclude (the server's exclude patterns, e.g. logs/) from the current "
                   "folder; false makes the folder exactly the backup")
+    paths = serializers.ListField(
+        child=StrictCharField(max_length=4096, trim_whitespace=False), required=False, default=list, max_length=100,
+        help_text="Restore only these folder-relative paths of the backup (e.g. world/DIM-1, a dimension's folder, "
+                  "world/playerdata or one file); everything else in the server folder stays as it is. Each must "
+                  "be in the backup's file list (GET …/backups/{id}/files/). Empty: the whole backup")
 
 
 class LockInputSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from backups.api import views
+from backups.api import contents, views
 
 S = r"(?P<server_id>[0-9]+)"
 
@@ -25,4 +25,8 @@ urlpatterns = [
     re_path(rf"^{S}/backups/(?P<backup_id>[0-9]+)/unlock/?$", views.BackupUnlockView.as_view(), name="api-backup-unlock"),
     re_path(rf"^{S}/backups/(?P<backup_id>[0-9]+)/download/?$", views.BackupDownloadView.as_view(),
             name="api-backup-download"),
+    re_path(rf"^{S}/backups/(?P<backup_id>[0-9]+)/files/?$", contents.BackupFilesView.as_view(),
+            name="api-backup-files"),
+    re_path(rf"^{S}/backups/(?P<backup_id>[0-9]+)/copy/?$", contents.BackupCopyView.as_view(),
+            name="api-backup-copy"),
 ]

@@ -280,6 +280,7 @@ PreviewSerializer = inline_serializer("RestorePreview", {
     "server_running": serializers.BooleanField(),
     "warnings": serializers.ListField(child=serializers.CharField()),
     "confirm_required": serializers.BooleanField(),
+    "paths": serializers.ListField(child=serializers.DictField(), help_text="A partial restore: what is replaced"),
 })
 
 
@@ -297,13 +298,13 @@ class RestoreView(ServerScopedView):
         data = _validated(s.RestoreInputSerializer, request)
         if not data["confirm"]:
             preview = restores.restore_preview(server=server, backup_filename=data["backup_filename"],
-                                               keep_excluded=data["keep_excluded"])
+                                               keep_excluded=data["keep_excluded"], paths=data["paths"])
             preview["backup"] = s.BackupOutputSerializer(preview["backup"]).data
             preview["confirm_required"] = True
             return respond(preview, message="Restore preview: nothing was changed. Send confirm: true to restore.")
         restore = restores.restore_request(server=server, backup_filename=data["backup_filename"],
                                            actor=request.user, request=request,
-                                           keep_excluded=data["keep_excluded"])
+                                           keep_excluded=data["keep_excluded"], paths=data["paths"])
         return respond(s.RestoreOutputSerializer(restore).data, message="Restore started", status_code=202)
 
 

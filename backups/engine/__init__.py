@@ -19,6 +19,10 @@ The service layer calls exactly this API:
   ``rollback_swap(target, previous_path, *, before_rename=None) -> moved_aside_path | None``.
 * ``carry_excluded(current, staging, exclude) -> [paths]`` — what backups leave
   out stays through a restore (hard links into the staged folder).
+* ``extract_to_staging(..., only=[paths])``, ``normalize_selection(paths)``,
+  ``carry_rest(current, staging, chosen) -> CarryResult`` — a partial restore:
+  only the chosen paths are extracted, everything else is linked in from the
+  current folder (partial.py).
 * ``file_digests(path) -> (sha256, md5)``, ``detect_format(path) -> ArchiveFormat``.
 * ``EngineError`` with ``.code``, ``.message``, ``.path``; ``errors.ALL_CODES`` lists
   every code the engine raises (a failed verification names one in
@@ -32,7 +36,8 @@ from .carry import carry_excluded, excluded_paths
 from .compress import COMPRESSIONS, backup_suffix
 from .crypto import EncryptionSpec, Keyring, generate_key
 from .errors import EngineError
-from .extract import ExtractResult, extract_to_staging, rollback_swap, swap_into_place
+from .extract import ExtractResult, extract_to_staging, normalize_selection, rollback_swap, swap_into_place
+from .partial import CarryResult, carry_rest
 from .preview import ArchiveInfo, inspect_archive
 from .reader import ArchiveFormat, detect_format, file_digests
 from .verify import MethodResult, VerificationReport, quality_level, quality_score, verify_backup
@@ -41,6 +46,7 @@ __all__ = [
     "COMPRESSIONS", "MANIFEST_NAME", "PARTIAL_PREFIX",
     "ArchiveFormat", "ArchiveInfo", "ArchiveResult", "EncryptionSpec", "EngineError", "ExtractResult",
     "Keyring", "MethodResult", "VerificationReport",
+    "CarryResult", "carry_rest", "normalize_selection",
     "backup_suffix", "carry_excluded", "create_archive", "excluded_paths", "detect_format", "extract_to_staging", "file_digests",
     "generate_key", "inspect_archive", "quality_level", "quality_score", "rollback_swap",
     "swap_into_place", "verify_backup",

@@ -34,7 +34,7 @@ from .archive import _fsync_dir
 from .errors import (BACKUP_CORRUPTED, DECRYPTION_FAILED, INVALID_SETTING, SERVER_DIRECTORY_NOT_FOUND,
                      EngineError, from_os_error)
 from .reader import ArchiveStream
-from .safety import MemberRules
+from .safety import MemberRules, name_problem, normalize_name
 
 _CHUNK = 1024 * 1024
 
@@ -74,6 +74,11 @@ class _SafeExtractor:
     def _path(self, name: str) -> str:
         return os.path.join(self.root, *name.split("/"))
 
+    def skip(self, info, name: str, *, after_manifest: bool = False) -> None:
+        """A member outside the chosen part: checked by the same rules (a
+        partial restore refuses whatever a whole one refuses), not written."""
+        self.rules.check(info, name, after_manifest=after_manifest)
+
     def add(self, info, name: str, stream, *, after_manifest: bool = False) -> None:
         # Raises UNSAFE_ARCHIVE for anything but a safe file, folder, symlink or hardlink.
         self.rules.check(info, name, after_manifest=after_manifest)
@@ -88,6 +93,8 @@ class _SafeExtractor:
             self.links[name] = info.linkname
         else:  # a hardlink to a regular file extracted before (checked by the rules)
             target = self.rules.hardlink_target(info)
+            if target not in self.files:  # stored outside the chosen part of a partial restore
+                raise EngineError(INVALID_SETTING, f"hard link to {target}, outside the chosen part", path=name)
             os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
             os.link(self._path(target), self._path(name), follow_symlinks=False)
             self.files[name] = self.files[target]
@@ -131,8 +138,10 @@ class _SafeExtractor:
             os.chmod(full, (stat.S_IMODE(mode) & 0o777) | 0o700)  # owner keeps access to clean up
             _set_mtime(full, mtime)
 
-    def check_manifest(self, manifest: dict) -> None:
-        listed = {f["path"]: f for f in manifest.get("files", [])}
+    def check_manifest(self, manifest: dict, wanted=None) -> None:
+        """Every file (of the chosen part, with ``wanted``) as the manifest lists it."""
+        keep = wanted or (lambda path: True)
+        listed = {f["path"]: f for f in manifest.get("files", []) if keep(f["path"])}
         for path, entry in listed.items():
             got = self.files.get(path)
             if got is None:
@@ -142,12 +151,55 @@ class _SafeExtractor:
         extra = sorted(set(self.files) - set(listed))
         if extra:
             raise EngineError(BACKUP_CORRUPTED, "file in the archive not listed in the manifest", path=extra[0])
-        links = {s["path"]: s.get("target") for s in manifest.get("symlinks", [])}
+        links = {s["path"]: s.get("target") for s in manifest.get("symlinks", []) if keep(s["path"])}
         if links != self.links:
             raise EngineError(BACKUP_CORRUPTED, "symlinks differ from the manifest")
 
 
-def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult:
+def chosen_part(paths):
+    """``wanted(name)`` for a partial extraction: True for each of ``paths``
+    (normalized folder-relative paths, see ``normalize_selection``) and
+    everything below it; None (everything) when ``paths`` is empty."""
+    if not paths:
+        return None
+    chosen = frozenset(paths)
+
+    def wanted(name: str) -> bool:
+        if name in chosen:
+            return True
+        slash = name.find("/")
+        while slash != -1:
+            if name[:slash] in chosen:
+                return True
+            slash = name.find("/", slash + 1)
+        return False
+    return wanted
+
+
+def normalize_selection(paths) -> list[str]:
+    """Folder-relative "/"-separated paths as given by a user, made plain:
+    ``./world//DIM-1/`` -> ``world/DIM-1``; a path inside another chosen one
+    is dropped (the outer one holds it). Raises ValueError naming the first
+    path that is empty, absolute, holds ``..``, a backslash or a NUL."""
+    cleaned = []
+    for raw in paths:
+        if not isinstance(raw, str) or not raw.strip():
+            raise ValueError("an empty path")
+        text = raw.strip()
+        if "\\" in text or "\0" in text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+            raise ValueError(f"{raw!r} is not a path inside the server folder")
+        if ".." in text.split("/"):
+            raise ValueError(f"{raw!r} holds '..'")
+        name = normalize_name(text.strip("/"))
+        if not name or name_problem(name):
+            raise ValueError(f"{raw!r} is not a path inside the server folder")
+        cleaned.append(name)
+    unique = sorted(set(cleaned))
+    return [p for p in unique if not any(p.startswith(q + "/") for q in unique)]
+
+
+def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None,
+                       only=None) -> ExtractResult:
     """Extract a backup into a new folder beside ``target_dir``.
 
     The staging folder is ``<parent>/.<name>.restore-<random>``, on the same
@@ -162,6 +214,12 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
     the staging folder's path as soon as it exists, before anything is
     written to it, so a caller can record it (a crash mid-extraction must not
     leave an unknown folder behind).
+
+    ``only`` (a list of plain folder-relative paths, ``normalize_selection``)
+    extracts just those paths and what is below them: the archive is still
+    read once, whole, every member still passes the safety rules and the
+    stored file's hash is still taken; the manifest check covers the chosen
+    part. A chosen path that matches no member is INVALID_SETTING.
     """
     started = time.monotonic()
     target = os.path.abspath(os.fspath(target_dir))
@@ -179,13 +237,24 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
             if stream.format.encrypted and not keyring:
                 raise EngineError(DECRYPTION_FAILED, "Backup is encrypted and no key or password was given")
             extractor = _SafeExtractor(staging)
+            wanted = chosen_part(only)
+            matched = set()
             for info, name in stream.members():
-                extractor.add(info, name, stream, after_manifest=bool(stream.members_after_manifest))
+                after = bool(stream.members_after_manifest)
+                if wanted is None or wanted(name):
+                    extractor.add(info, name, stream, after_manifest=after)
+                    if wanted is not None:
+                        matched.add(next(p for p in only if name == p or name.startswith(p + "/")))
+                else:
+                    extractor.skip(info, name, after_manifest=after)
             stream.finish()
             stream.raise_problems()  # truncated, damaged header, trailing data, bad manifest
             extractor.finish()
             if stream.manifest is not None:
-                extractor.check_manifest(stream.manifest)
+                extractor.check_manifest(stream.manifest, wanted)
+            missing = [p for p in (only or ()) if p not in matched]
+            if missing:
+                raise EngineError(INVALID_SETTING, "not in this backup", path=missing[0])
             fmt = stream.format
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -74,9 +74,14 @@ class VerificationReport:
     encrypted: bool
     compression: str | None
     duration_seconds: float
+    # The file list read back, [(path, size, kind "f"/"d"/"l"), …] in archive
+    # order, when the whole archive was read (None otherwise). Not part of
+    # to_dict(): the service keeps it apart (BackupContents), it can be long.
+    contents: list | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        out.pop("contents", None)
         out["methods"] = {name: result.to_dict() for name, result in self.methods.items()}
         return out
 
@@ -147,7 +152,8 @@ def _unsafe_member(integrity: MethodResult, exc: EngineError) -> None:
         unsafe.append(exc.path)
 
 
-def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: WorldCheck | None):
+def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: WorldCheck | None,
+                  contents: list):
     rules = MemberRules()  # the same rules extract_to_staging enforces
     seen_files, seen_links = {}, {}
     for info, name in stream.members():
@@ -156,6 +162,7 @@ def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: W
         except EngineError as exc:
             _unsafe_member(integrity, exc)
             continue
+        _list_member(contents, info, name, seen_files)
         if info.isfile():
             member = _MemberHasher(stream.extractfile(info))
             if world_check is not None and world_check.wants(name):
@@ -172,6 +179,23 @@ def _read_archive(stream: ArchiveStream, integrity: MethodResult, world_check: W
         _unsafe_member(integrity, exc)
     stream.finish()
     return seen_files, seen_links
+
+
+def _list_member(contents: list, info, name: str, seen_files: dict) -> None:
+    """One (path, size, kind) per member for the browsable file list; the
+    name string is the one the other maps keep, so a million members cost
+    one small tuple each."""
+    if name == "":
+        return
+    if info.isdir():
+        contents.append((name, 0, "d"))
+    elif info.issym():
+        contents.append((name, 0, "l"))
+    elif info.islnk():
+        target = seen_files.get(MemberRules.hardlink_target(info))
+        contents.append((name, target[0] if target else 0, "f"))
+    elif info.isfile():
+        contents.append((name, info.size, "f"))
 
 
 def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, check_world: bool = True,
@@ -198,6 +222,7 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
     integrity, world_result = methods["archive_integrity"], methods["world_validation"]
     world_check = WorldCheck(world_result) if check_world else None
     t0 = time.monotonic()
+    listed: list = []
     try:
         with ArchiveStream(path, keyring=keyring, progress=progress) as stream:
             completed = False
@@ -205,7 +230,7 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
                 integrity.skip("encrypted backup and no key or password given")
             else:
                 try:
-                    seen_files, seen_links = _read_archive(stream, integrity, world_check)
+                    seen_files, seen_links = _read_archive(stream, integrity, world_check, listed)
                     completed = True
                 except EngineError as exc:
                     # a member's name when the error is about one, else the archive's file name
@@ -257,6 +282,7 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
         minecraft_version=next((w["minecraft_version"] for w in worlds if w["minecraft_version"]), None),
         file_count=file_count, sha256=sha256, worlds=worlds, encrypted=fmt.encrypted,
         compression=fmt.compression, duration_seconds=round(time.monotonic() - started, 3),
+        contents=listed if completed else None,
     )
 
 

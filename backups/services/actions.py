@@ -9,6 +9,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.models import BackupRecord, BackupSettings
 from backups.services import config as config_service
 from backups.services import lifecycle
+from backups.services.contents import contents_store
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
@@ -48,6 +49,7 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
         restore_test=settings_row.restore_test if restore_test is None else restore_test, progress=progress,
     )
     BackupRecord.objects.filter(pk=record.pk).update(**lifecycle.verification_fields(report, keep_world_of=record))
+    contents_store(record=record, report=report)  # "Verify again" fills the list of older backups
     record.refresh_from_db()
     if actor is not None:
         audit(actor=actor, action="backup.verify", obj=record, source=source,

@@ -5,6 +5,12 @@ pipeline), extract to a staging folder beside the server folder, swap by
 two renames (the engine's ``swap_into_place``), check, start, commit, then
 delete the previous folder.
 
+A partial restore (``paths``) extracts only the chosen paths, then links
+everything else of the current folder into the staging folder
+(``engine.carry_rest``), so the swap and everything after it are the same.
+A copy (kind ``copy``) goes into a new server's empty folder: no stop, no
+safety backup.
+
 Every name is recorded in ``RestoreRequest.steps`` before it matters: the
 staging folder as soon as it exists, and each rename before it happens. So
 the one function ``recover_folder`` can put things right from the steps
@@ -86,17 +92,12 @@ class _Run:
         if backup is None or not storage.file_present(backup):
             raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
         require_intact(backup, self.server)
-        restore_precheck(server=self.server, backup=backup, safety_backup=True)
-        spec = self.server.process_spec()
-        # Intent first, so a worker that dies while stopping still gets the server started again.
-        self.was_running = control.find_process(spec) is not None
-        RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
-        outcome = control.stop(spec, self._log)
-        self.was_running = self.was_running or outcome.was_running
-        RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
-        self.step("stopped", was_running=self.was_running)
+        copy = self.restore.kind == RestoreRequest.Kind.COPY  # a new server's empty folder: nothing to stop or keep
+        restore_precheck(server=self.server, backup=backup, safety_backup=not copy)
+        if not copy:
+            self._stop()
 
-        if self.target.exists():  # a rollback too: what was played since the restore can be got back
+        if self.target.exists() and not copy:  # a rollback too: what was played since the restore can be got back
             self.step("safety_backup")
             safety = backup_safety_take(server=self.server, observer=self.observer)
             if safety is None or safety.status != BackupRecord.Status.SUCCEEDED:
@@ -108,10 +109,11 @@ class _Run:
 
         self.step("extracting")
         progress = lifecycle.progress_writer(RestoreRequest, self.restore.pk, self.observer)
+        chosen = list(self.restore.paths or ())
         result = engine.extract_to_staging(
             storage.absolute_path(backup.storage_path), self.target, keyring=config_service.decryption_keyring(),
             progress=lifecycle.checkpoint_once_moving(progress, "restore_mid_extract"),
-            on_staging=lambda path: self.step("staging", folder=os.path.basename(path)),
+            on_staging=lambda path: self.step("staging", folder=os.path.basename(path)), only=chosen or None,
         )
         staging = Path(result.staging_dir)
         self.step("extracted", file_count=result.file_count)
@@ -119,6 +121,10 @@ class _Run:
 
         if self.target.exists():
             _copy_folder_identity(self.target, staging)
+            if chosen:  # a partial restore: the staged folder becomes the current one with the chosen paths replaced
+                kept = engine.carry_rest(self.target, staging, chosen)
+                self.step("kept_rest", files=kept.files, links=kept.links, dropped=kept.dropped[:50])
+                lifecycle.checkpoint("restore_partial_carried")
             if self.restore.keep_excluded:
                 carried = engine.carry_excluded(self.target, staging, self.server.exclude_patterns or ())
                 self.step("kept_excluded", paths=carried[:50], count=len(carried))
@@ -136,6 +142,16 @@ class _Run:
         lifecycle.checkpoint("restore_committed")
         recover_folder(self.target, self.restore.steps)  # removes the previous folder
         self._succeed()
+
+    def _stop(self) -> None:
+        spec = self.server.process_spec()
+        # Intent first, so a worker that dies while stopping still gets the server started again.
+        self.was_running = control.find_process(spec) is not None
+        RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
+        outcome = control.stop(spec, self._log)
+        self.was_running = self.was_running or outcome.was_running
+        RestoreRequest.objects.filter(pk=self.restore.pk).update(server_was_running=self.was_running)
+        self.step("stopped", was_running=self.was_running)
 
     def _before_rename(self, source: str, destination: str) -> None:
         self.step("rename", source=os.path.basename(source), destination=os.path.basename(destination))

@@ -16,10 +16,12 @@ from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.services import config as config_service
 from backups.services import lifecycle
+from backups.services.contents import contents_select
 from backups.services.prechecks import restore_precheck
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from servers import control
+from servers import services as server_services
 from servers.models import Server
 
 logger = logging.getLogger("mcsite.backups")
@@ -38,18 +40,26 @@ def restorable_backup(*, server: Server, backup_filename) -> BackupRecord:
     return record
 
 
-def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = True) -> dict:
-    """What a restore would do, reading the backup's real contents. Changes nothing."""
+def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = True, paths=None) -> dict:
+    """What a restore would do, reading the backup's real contents. Changes
+    nothing. With `paths` (a partial restore) it names what will be
+    replaced, with sizes and counts from the backup's file list."""
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
+    parts = contents_select(record=record, paths=paths)
     contents = _contents(record)
     running = control.status(server.process_spec()).running
-    needed = contents["total_bytes"]
+    needed = sum(p["size_bytes"] for p in parts) if parts else contents["total_bytes"]
     free = shutil.disk_usage(server.path.parent).free
     warnings = []
     if running:
         warnings.append("The server is running and will be stopped during the restore, then started again.")
-    if server.path.exists() and any(server.path.iterdir()):
+    if parts:
+        here = [p["path"] for p in parts if (server.path / p["path"]).exists() or (server.path / p["path"]).is_symlink()]
+        warnings.append(f"Only {', '.join(p['path'] for p in parts)} will be replaced from the backup"
+                        + (f" (the current {', '.join(here)} goes into the safety backup first)" if here else "")
+                        + "; everything else in the server folder stays as it is.")
+    elif server.path.exists() and any(server.path.iterdir()):
         warnings.append("The current files in the server folder will be replaced. A safety backup is taken first, "
                         "so the restore can be rolled back.")
         skipped = engine.excluded_paths(server.path, server.exclude_patterns or ())
@@ -82,6 +92,7 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
             warnings.append("No Minecraft world (level.dat) was found in this backup.")
     return {
         "backup": record,
+        "paths": parts,
         "contents": contents,
         "space": {"needed_bytes": needed, "free_bytes": free},
         "server_running": running,
@@ -119,18 +130,22 @@ def _require_key(record: BackupRecord) -> None:
 
 
 def restore_request(*, server: Server, backup_filename, actor, request=None, source: str = "api",
-                    enqueue: bool = True, keep_excluded: bool = True) -> RestoreRequest:
+                    enqueue: bool = True, keep_excluded: bool = True, paths=None) -> RestoreRequest:
     """Confirms a restore: refuses a corrupt backup before touching anything,
     claims the server (one backup or restore at a time) and queues the run.
     With `keep_excluded` (the default) what backups leave out (the server's
     exclude patterns: logs/, crash-reports/, …) is kept from the current
-    folder; without it the folder becomes exactly the backup."""
+    folder; without it the folder becomes exactly the backup. With `paths`
+    only those (checked against the backup's file list) are replaced and
+    everything else stays; the safety backup is still of the whole folder."""
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
+    chosen = [p["path"] for p in contents_select(record=record, paths=paths)]
     require_intact(record, server)
     restore_precheck(server=server, backup=record, safety_backup=True)
     return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.RESTORE, actor=actor,
-                            request=request, source=source, enqueue=enqueue, keep_excluded=bool(keep_excluded))
+                            request=request, source=source, enqueue=enqueue, keep_excluded=bool(keep_excluded),
+                            paths=chosen)
 
 
 def restore_rollback(*, restore: RestoreRequest, actor, request=None, source: str = "api",
@@ -148,6 +163,52 @@ def restore_rollback(*, restore: RestoreRequest, actor, request=None, source: st
                             request=request, source=source, rollback_of=restore, enqueue=enqueue)
 
 
+# What a copy takes from the server the backup is of (name and folder are its own).
+COPIED_SETTINGS = ("memory_mb", "rcon_port", "stop_timeout", "backup_mode", "exclude_patterns", "node", "announce",
+                   "announce_countdown", "announce_message", "announce_done_message", "announce_live")
+# Chosen by an administrator for the source server (only they may set them): carried as they are.
+CARRIED_AS_IS = ("start_command", "rcon_host")
+
+
+def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, source: str = "api",
+                 enqueue: bool = True) -> RestoreRequest:
+    """Restores a backup into a new folder: a new server owned by `actor`
+    (stopped, the source server's settings but its own name and folder, no
+    schedule) whose folder does not exist yet or is empty, confined to the
+    servers root like any server folder; then a restore of kind `copy`
+    extracts the backup into it (nothing to stop, no safety backup)."""
+    if record.status != BackupRecord.Status.SUCCEEDED or not storage.file_present(record):
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "A name of 1 to 100 characters is required",
+                          details={"name": ["A name of 1 to 100 characters is required."]})
+    _require_key(record)
+    origin = record.server
+    if origin is not None:
+        require_intact(record, origin)
+    relative, created = server_services.new_server_directory(directory, owner=actor)
+    try:
+        with transaction.atomic():
+            data = {"name": name.strip(), "directory": relative}
+            if origin is not None:
+                data.update({field: getattr(origin, field) for field in COPIED_SETTINGS})
+                if origin.has_rcon_password:
+                    data["rcon_password"] = origin.rcon_password
+            server = server_services.server_create(owner=actor, data=data, actor=actor, request=request, source=source)
+            if origin is not None:
+                carried = {field: getattr(origin, field) for field in CARRIED_AS_IS}
+                Server.objects.filter(pk=server.pk).update(**carried)
+                for field, value in carried.items():
+                    setattr(server, field, value)
+            restore_precheck(server=server, backup=record, safety_backup=False)
+            return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.COPY, actor=actor,
+                                    request=request, source=source, enqueue=enqueue, keep_excluded=False)
+    except BaseException:
+        if created:
+            shutil.rmtree(server_services.servers_root() / relative, ignore_errors=True)
+        raise
+
+
 def require_intact(record: BackupRecord, server: Server) -> None:
     sha256, _ = engine.file_digests(storage.absolute_path(record.storage_path))
     if record.sha256 and sha256 != record.sha256:
@@ -159,7 +220,7 @@ def require_intact(record: BackupRecord, server: Server) -> None:
 
 
 def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_of=None, enqueue=True,
-                     keep_excluded=True) -> RestoreRequest:
+                     keep_excluded=True, paths=()) -> RestoreRequest:
     try:
         with transaction.atomic():
             Server.objects.select_for_update().filter(pk=server.pk).first()
@@ -168,12 +229,14 @@ def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_o
             restore = RestoreRequest.objects.create(
                 server=server, kind=kind, backup=backup, backup_filename=backup.filename, rollback_of=rollback_of,
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None, phase="queued",
-                keep_excluded=keep_excluded,
+                keep_excluded=keep_excluded, paths=list(paths),
             )
     except IntegrityError:
         raise DomainError(ErrorCode.RESTORE_IN_PROGRESS) from None
-    audit(actor=actor, action=f"restore.{kind}", obj=restore, request=request, source=source,
-          detail={"server_id": server.pk, "backup": backup.filename, "keep_excluded": keep_excluded})
+    detail = {"server_id": server.pk, "backup": backup.filename, "keep_excluded": keep_excluded}
+    if paths:
+        detail["paths"] = list(paths)[:20]
+    audit(actor=actor, action=f"restore.{kind}", obj=restore, request=request, source=source, detail=detail)
     if enqueue:
         lifecycle.queue_after_commit(restore, "run_restore", event="restore_failed")
     return restore

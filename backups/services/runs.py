@@ -19,6 +19,7 @@ from backups.alerts import alert_open, alert_resolve, owner_emails, server_subje
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 from backups.services import config as config_service
 from backups.services import lifecycle
+from backups.services.contents import contents_store
 from backups.services.prechecks import backup_precheck
 from backups.services.retention import retention_apply
 from mcsite.audit import audit
@@ -195,6 +196,7 @@ def _finish(record, server, result, report, *, duration: float) -> None:
         logger.warning("backup_finish_ignored backup_id=%s (no longer running)", record.pk)
         storage.remove_backup_file(record)
         return
+    contents_store(record=record, report=report)  # the file list read back, to browse without decompressing
     if record.status == BackupRecord.Status.FAILED and record.trigger == SAFETY:
         storage.remove_backup_file(record)  # an unverifiable rollback point is no rollback point
     _report_outcome(record, server)
