@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors
 from backups.forms import ScheduleForm
-from backups.models import BackupRecord, RestoreRequest
+from backups.models import BackupRecord, BackupSettings, RestoreRequest
+from backups.progress_display import backup_progress, restore_progress, restore_step_labels
 from backups.services import actions, restores, schedules
 from backups.services.runs import backup_trigger
 from mcsite.errors import DomainError
@@ -25,23 +26,6 @@ from servers.selectors import server_status
 from servers.views import visible_server
 
 HISTORY_LIMIT = 50
-# Phase → (label, where the bar starts). Archiving fills most of the bar by
-# bytes; the fixed steps around it are short.
-BACKUP_PHASES = {
-    "queued": ("Waiting for a worker", 0), "prechecks": ("Checking folder and disk space", 2),
-    "stopping": ("Stopping the server", 4), "pausing_saves": ("Pausing world saves", 4),
-    "archiving": ("Archiving files", 5), "verifying": ("Verifying the archive", 90),
-    "done": ("Done", 100), "failed": ("Failed", 100),
-}
-RESTORE_PHASES = {
-    "queued": ("Waiting for a worker", 0), "checking": ("Checking the backup", 5),
-    "stopped": ("Server stopped", 15), "safety_backup": ("Safety backup taken", 35),
-    "extracting": ("Extracting files", 35), "extracted": ("Files extracted and checked", 85),
-    "moving_aside": ("Moving the old files aside", 90), "swapped": ("New files in place", 95),
-    "started": ("Server started again", 98), "committed": ("Restored files committed", 99),
-    "done": ("Done", 100), "failed": ("Failed", 100),
-    "previous_files_back": ("Previous files put back", 100),
-}
 
 
 def _nice_ceiling(value: float) -> float:
@@ -179,31 +163,6 @@ def schedule_save(request, server_id):
 
 # --- backups --------------------------------------------------------------------
 
-def backup_progress(record: BackupRecord) -> dict:
-    label, start = BACKUP_PHASES.get(record.phase, (record.phase.replace("_", " ").capitalize(), 0))
-    percent = start
-    if record.phase == "archiving" and record.progress_total:
-        percent = 5 + int(85 * min(1.0, record.progress_bytes / record.progress_total))
-    done = record.status not in ("queued", "running")
-    if done:
-        percent = 100
-    return {
-        "id": record.pk, "status": record.status, "phase": record.phase, "label": label, "percent": percent,
-        "bytes_done": record.progress_bytes, "bytes_total": record.progress_total, "done": done,
-        "ok": record.status == BackupRecord.Status.SUCCEEDED, "filename": record.filename,
-        "size_bytes": record.size_bytes, "quality_score": record.quality_score,
-        "quality_level": record.quality_level, "error": record.error_message,
-        "message": _backup_message(record) if done else f"{label}…",
-    }
-
-
-def _backup_message(record: BackupRecord) -> str:
-    if record.status == BackupRecord.Status.SUCCEEDED:
-        quality = f" — quality {record.quality_score} ({record.quality_level})" if record.quality_score is not None else ""
-        return f"Backup finished: {record.filename}{quality}"
-    return f"Backup failed: {record.error_message or record.error_code or 'unknown error'}"
-
-
 @login_required
 @require_POST
 def backup_now(request, server_id):
@@ -293,37 +252,15 @@ def restore(request, server_id):
                                                             "keep_excluded": keep_excluded})
 
 
-def restore_progress(row: RestoreRequest) -> dict:
-    label, start = RESTORE_PHASES.get(row.phase, (row.phase.replace("_", " ").capitalize(), 0))
-    percent = start
-    if row.phase == "extracting" and row.progress_total:
-        percent = 35 + int(50 * min(1.0, row.progress_bytes / row.progress_total))
-    done = row.status not in ("queued", "running")
-    if done:
-        percent = 100
-    noun = "Rollback" if row.kind == RestoreRequest.Kind.ROLLBACK else "Restore"
-    if row.status == RestoreRequest.Status.SUCCEEDED:
-        message = f"{noun} finished: {row.file_count or 0} files restored from {row.backup_filename}."
-    elif row.status == RestoreRequest.Status.ROLLED_BACK:
-        message = f"{noun} finished and was later rolled back."
-    elif row.status == RestoreRequest.Status.FAILED:
-        message = f"{noun} failed: {row.error_message or row.error_code}. The previous files were put back."
-    else:
-        message = f"{label}…"
-    return {"id": row.pk, "status": row.status, "phase": row.phase, "label": label, "percent": percent,
-            "done": done, "ok": row.status in ("succeeded", "rolled_back"), "message": message,
-            "can_roll_back": row.kind == RestoreRequest.Kind.RESTORE and row.status == "succeeded"}
-
-
 @login_required
 @require_GET
 def restore_detail(request, server_id, restore_id):
     server = visible_server(request, server_id)
     row = _restore_of(request, server, restore_id)
-    steps = [RESTORE_PHASES.get(s.get("step"), (str(s.get("step", "")).replace("_", " ").capitalize(),))[0]
-             for s in row.steps]
-    return render(request, "backups/restore_detail.html", {"server": server, "restore": row, "steps": steps,
-                                                           "progress": restore_progress(row)})
+    steps = restore_step_labels(row)
+    return render(request, "backups/restore_detail.html", {
+        "server": server, "restore": row, "steps": steps, "progress": restore_progress(row),
+        "safety_backup_days": BackupSettings.load().safety_backup_days})
 
 
 @login_required

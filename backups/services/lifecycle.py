@@ -197,11 +197,11 @@ def progress_writer(model, pk: int, observer=None):
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
-        notify(observer, done=done, total=total)
         now = time.monotonic()
         if now - last[0] >= PROGRESS_WRITE_SECONDS or (total and done >= total):
             last[0] = now
             model.objects.filter(pk=pk).update(progress_bytes=done, progress_total=total, heartbeat_at=timezone.now())
+        notify(observer, done=done, total=total)  # after the write: an observer reads what was written
 
     return progress
 

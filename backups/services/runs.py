@@ -140,10 +140,13 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
         )
     BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False, saves_paused=False)
 
-    lifecycle.set_phase(BackupRecord, record.pk, "verifying", observer)
+    # Verification reports its own bytes: the archive read back.
+    lifecycle.set_phase(BackupRecord, record.pk, "verifying", observer, progress_bytes=0,
+                        progress_total=result.size_bytes)
     report = engine.verify_backup(
         dest, expected_sha256=result.sha256, keyring=config_service.decryption_keyring(settings_row),
         check_world=settings_row.verify_world, restore_test=settings_row.restore_test,
+        progress=lifecycle.progress_writer(BackupRecord, record.pk, observer),
     )
     _finish(record, server, result, report, duration=time.monotonic() - started)
 

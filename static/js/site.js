@@ -22,6 +22,13 @@
     if (percent) percent.textContent = value + " %";
     if (message) message.textContent = data.message || "";
     panel.dataset.state = data.done ? (data.ok ? "succeeded" : "failed") : "running";
+    // The page's status badge follows the run (it was rendered when the page loaded).
+    if (data.status && data.status_label) {
+      document.querySelectorAll("[data-status-badge]").forEach(function (badge) {
+        badge.className = badge.className.replace(/\bstate-[a-z_]+/g, "").trim() + " state-" + data.status;
+        badge.textContent = data.status_label;
+      });
+    }
   }
 
   /* After a run ends, swap in fresh copies of the page's sections (history,
