@@ -359,6 +359,12 @@ class BackupSettings(models.Model):
     safety_backup_days = models.PositiveSmallIntegerField(
         default=7, validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="Days a restore's safety backup is kept (the rollback point) unless it is locked")
+    # Keys survive the host (issue #13): the key material lives only in this
+    # database, sealed with the site secret. The pages warn admins until an
+    # export (`manage.py export_keys` / the admin action) is newer than the
+    # last change of the key or password.
+    keys_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    keys_exported_at = models.DateTimeField(null=True, blank=True, editable=False)
     recheck_days = models.PositiveSmallIntegerField(
         default=7, db_default=7, validators=[MinValueValidator(0), MaxValueValidator(365)],
         help_text="Re-verify each stored backup again after this many days (0: never) to catch bit rot")
