@@ -229,17 +229,20 @@ def restore(request, server_id):
     filename = params.get("backup", "")
     # Checked by default: what backups leave out (logs/, …) stays; "0" replaces everything.
     keep_excluded = params.get("keep_excluded", "1") != "0"
+    paths = params.getlist("path")  # a partial restore (the backup's Files page): only these are replaced
     if request.method == "POST":
         try:
             restore_row = restores.restore_request(server=server, backup_filename=filename, actor=request.user,
-                                                   request=request, source="web", keep_excluded=keep_excluded)
+                                                   request=request, source="web", keep_excluded=keep_excluded,
+                                                   paths=paths)
         except DomainError as exc:
             messages.error(request, exc.message)
             return _back(server, "#history")
         messages.success(request, f"Restore of {filename} started.")
         return redirect("restore-detail", server_id=server.pk, restore_id=restore_row.pk)
     try:
-        preview = restores.restore_preview(server=server, backup_filename=filename, keep_excluded=keep_excluded)
+        preview = restores.restore_preview(server=server, backup_filename=filename, keep_excluded=keep_excluded,
+                                           paths=paths)
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(server, "#history")

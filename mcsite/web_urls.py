@@ -5,6 +5,7 @@ without a trailing slash (APPEND_SLASH is off for the API's sake)."""
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
+from backups import contents_views
 from backups import views as backup_views
 from servers import views as server_views
 
@@ -27,6 +28,8 @@ urlpatterns = [
     re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/verify/?$", backup_views.backup_verify,
             name="backup-verify"),
     re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/lock/?$", backup_views.backup_lock, name="backup-lock"),
+    re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/files/?$", contents_views.backup_files, name="backup-files"),
+    re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/copy/?$", contents_views.backup_copy, name="backup-copy"),
     re_path(rf"^backup/{S}/restore/?$", backup_views.restore, name="restore"),
     re_path(rf"^backup/{S}/restores/(?P<restore_id>[0-9]+)/?$", backup_views.restore_detail,
             name="restore-detail"),
