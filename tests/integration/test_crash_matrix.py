@@ -174,3 +174,40 @@ def test_a_restore_killed_at_any_step_leaves_one_whole_world(crash_at, committed
     else:
         assert safety.status == "succeeded"  # the rollback point, kept safety_backup_days
     assert_aftermath(server, folder=world_b)
+
+
+@pytest.mark.parametrize("crash_at, committed", [
+    ("restore_mid_extract", False),
+    ("restore_partial_carried", False),  # the rest of the folder linked into the staged one, nothing moved
+    ("restore_between_renames", False),
+    ("restore_committed", True),
+])
+def test_a_partial_restore_killed_at_any_step_leaves_one_whole_world(crash_at, committed, alice, fake_mc,
+                                                                     take_backup, worker_env):
+    """Only the nether is restored: killed before the commit the folder is
+    world B whole; after it, world B with world A's nether."""
+    server = fake_mc(alice, "crashing", started=True, flags=READ_ONLY)
+    server.fake.wait_ready()
+    record = take_backup(server)
+    server.refresh_from_db()
+    server.fake.wait_ready()
+    nether_a = {k: v for k, v in tree(server.path).items() if k.startswith("world/DIM-1")}
+    (server.path / "world" / "griefed.txt").write_text("tnt everywhere")
+    for region in (server.path / "world" / "DIM-1" / "region").glob("*.mca"):
+        region.write_bytes(b"griefed nether")
+    world_b = tree(server.path)
+    restore = restores.restore_request(server=server, backup_filename=record.filename, actor=alice, enqueue=False,
+                                       paths=["world/DIM-1"])
+
+    crash_in_task(worker_env, "run_restore", crash_at, restore_id=restore.pk)
+    reaped = reap_later()
+
+    restore.refresh_from_db()
+    assert reaped["restores"] == 1
+    if committed:
+        assert (restore.status, restore.error_code) == ("succeeded", "")
+        expected = {k: v for k, v in world_b.items() if not k.startswith("world/DIM-1")} | nether_a
+        assert_aftermath(server, folder=expected)
+        return
+    assert (restore.status, restore.error_code) == ("failed", "WORKER_LOST")
+    assert_aftermath(server, folder=world_b)
