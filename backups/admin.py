@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from backups import scheduling
 from backups.models import BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
 from backups.services import actions, config, restores, schedules
+from backups.services.retention import describe_retention
 from mcsite.admin_scoping import OwnerScopedAdmin
 from mcsite.errors import DomainError
 from servers.models import Server
@@ -24,13 +25,14 @@ class ScheduleAdminForm(ScheduleModelFormMixin, forms.ModelForm):
     class Meta:
         model = BackupSchedule
         fields = ["server", "schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days",
+                  "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
                   "enabled", "compression", "encrypt"]
 
 
 @admin.register(BackupSchedule)
 class BackupScheduleAdmin(OwnerScopedAdmin):
     form = ScheduleAdminForm
-    list_display = ("server", "schedule_type", "time_with_zone", "retention_days", "enabled", "next_run_display")
+    list_display = ("server", "schedule_type", "time_with_zone", "retention_display", "enabled", "next_run_display")
     list_filter = ("schedule_type", "enabled", ("server", admin.RelatedOnlyFieldListFilter))
     search_fields = ("server__name",)
     list_select_related = ("server",)
@@ -41,6 +43,10 @@ class BackupScheduleAdmin(OwnerScopedAdmin):
     @admin.display(description="when")
     def time_with_zone(self, obj):
         return f"{obj.summary} {settings.MCSITE_TIME_ZONE}"
+
+    @admin.display(description="retention")
+    def retention_display(self, obj):
+        return describe_retention(obj)
 
     @admin.display(description="next runs")
     def next_runs_display(self, obj):

@@ -70,6 +70,20 @@ class ScheduleModelFormMixin:
         return data
 
 
+class RetentionCountField(forms.IntegerField):
+    """A count/GFS retention rule (services/retention.py): empty = off, else 1–1000."""
+
+    def __init__(self, *, unit: str, **kwargs):
+        self.unit = unit
+        message = "Enter a whole number from 1 to 1000, or leave it empty to turn this rule off."
+        kwargs.setdefault("help_text", "")
+        super().__init__(required=False, min_value=1, max_value=1000,
+                         error_messages={"min_value": message, "max_value": message, "invalid": message},
+                         widget=forms.NumberInput(attrs={"placeholder": "off", "min": "1", "max": "1000"}),
+                         **kwargs)
+        self.help_text = " · ".join(filter(None, [unit, self.help_text, "empty: off"]))
+
+
 class ScheduleForm(forms.Form):
     """The seed's "Creating Schedules → Via Web Interface" fields, plus the
     hourly interval and the cron expression (each used by its own type only)."""
@@ -94,7 +108,14 @@ class ScheduleForm(forms.Form):
         error_messages={"min_value": "Retention must be between 1 and 365 days.",
                         "max_value": "Retention must be between 1 and 365 days."},
     )
+    keep_last = RetentionCountField(label="Keep the newest", unit="backups", help_text="whatever their age")
+    keep_hourly = RetentionCountField(label="Keep one per hour for", unit="hours")
+    keep_daily = RetentionCountField(label="Keep one per day for", unit="days")
+    keep_weekly = RetentionCountField(label="Keep one per week for", unit="weeks")
+    keep_monthly = RetentionCountField(label="Keep one per month for", unit="months")
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+
+    RETENTION_FIELDS = ("retention_days", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 
     @classmethod
     def for_schedule(cls, schedule: BackupSchedule | None, **kwargs):
@@ -103,8 +124,12 @@ class ScheduleForm(forms.Form):
                 "schedule_type": schedule.schedule_type, "schedule_time": schedule.schedule_time,
                 "interval_hours": schedule.interval_hours, "cron_expression": schedule.cron_expression,
                 "retention_days": schedule.retention_days, "enabled": schedule.enabled,
+                **{name: getattr(schedule, name) for name in cls.RETENTION_FIELDS[1:]},
             })
         return cls(**kwargs)
+
+    def retention_data(self) -> dict:
+        return {name: self.cleaned_data.get(name) for name in self.RETENTION_FIELDS}
 
     def clean(self):
         data = super().clean()
@@ -114,7 +139,8 @@ class ScheduleForm(forms.Form):
         return data
 
     def schedule_data(self) -> dict:
-        return {field: self.cleaned_data[field] for field in (*self.SCHEDULE_FIELDS, "retention_days", "enabled")}
+        return {field: self.cleaned_data[field] for field in (*self.SCHEDULE_FIELDS, *self.RETENTION_FIELDS,
+                                                               "enabled")}
 
 
 class AutomatedBackupsForm(ScheduleForm):

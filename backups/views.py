@@ -19,7 +19,7 @@ from backups import selectors
 from backups.forms import ScheduleForm
 from backups.models import BackupRecord, BackupSettings, RestoreRequest
 from backups.progress_display import backup_progress, restore_progress, restore_step_labels
-from backups.services import actions, restores, schedules
+from backups.services import actions, restores, retention, schedules
 from backups.services.runs import backup_trigger
 from mcsite.errors import DomainError
 from servers.selectors import server_status
@@ -148,17 +148,37 @@ def schedule_save(request, server_id):
         if not form.is_valid():
             messages.error(request, "The schedule was not saved: please correct the fields marked below.")
             return render(request, "backups/backup_page.html", _page_context(request, server, form), status=400)
+        # A retention change that would delete backups the current one keeps is
+        # shown first, and saved only by a second POST confirming those backups.
+        policy = retention.RetentionPolicy(**form.retention_data())
+        _, newly_deleted = retention.retention_change_preview(server=server, policy=policy)
+        confirmed = {int(n) for n in request.POST.get("confirm_deletions", "").split(",") if n.strip().isdigit()}
+        if newly_deleted and not {d.record.pk for d in newly_deleted} <= confirmed:
+            context = _page_context(request, server, form)
+            context["retention_confirm"] = {
+                "deletions": newly_deleted, "ids": ",".join(str(d.record.pk) for d in newly_deleted),
+                "bytes": sum(d.record.size_bytes or 0 for d in newly_deleted), "description": policy.describe(),
+            }
+            return render(request, "backups/backup_page.html", context)
         if schedule is None:
             schedules.backup_schedule_create(server=server, data=form.schedule_data(), actor=request.user,
                                              request=request, source="web")
-            messages.success(request, "Schedule created.")
+            messages.success(request, "Schedule created." + _deletion_note(newly_deleted))
         else:
             schedules.backup_schedule_update(schedule=schedule, data=form.schedule_data(), actor=request.user,
                                              request=request, source="web")
-            messages.success(request, "Schedule updated.")
+            messages.success(request, "Schedule updated." + _deletion_note(newly_deleted))
     except DomainError as exc:
         messages.error(request, exc.message)
     return _back(server, "#schedule")
+
+
+def _deletion_note(deletions: list) -> str:
+    if not deletions:
+        return ""
+    n = len(deletions)
+    return (f" {n} backup{'s' if n != 1 else ''} will be deleted by the next retention run "
+            "(after the next backup, or within the hour).")
 
 
 # --- backups --------------------------------------------------------------------

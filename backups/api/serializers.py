@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from backups import scheduling, verification_display
 from backups.models import BackupRecord, BackupSchedule, Compression, RestoreRequest
+from backups.services.retention import describe_retention
 from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
 
 HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -28,6 +29,53 @@ class ScheduleTimeField(StrictCharField):
         return value.strftime("%H:%M")
 
 
+RETENTION_COUNT_ERRORS = {"min_value": "Must be from 1 to 1000, or null to turn the rule off.",
+                          "max_value": "Must be from 1 to 1000, or null to turn the rule off."}
+
+
+class RetentionCountField(StrictIntegerField):
+    """A count/GFS retention rule (services/retention.py): 1–1000, null = off."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 1000)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("error_messages", RETENTION_COUNT_ERRORS)
+        super().__init__(**kwargs)
+
+
+class RetentionFieldsSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """The body of a retention preview: any of the schedule's retention
+    fields; one not sent keeps its current value."""
+
+    retention_days = StrictIntegerField(min_value=1, max_value=365, required=False)
+    keep_last = RetentionCountField()
+    keep_hourly = RetentionCountField()
+    keep_daily = RetentionCountField()
+    keep_weekly = RetentionCountField()
+    keep_monthly = RetentionCountField()
+
+
+class RetentionDeletionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    filename = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    size_bytes = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(help_text='"age": older than retention_days and no count rule keeps it; '
+                                             '"emergency": the backup disk is nearly full')
+
+
+class RetentionPreviewSerializer(serializers.Serializer):
+    would_delete = RetentionDeletionSerializer(many=True)
+    kept = serializers.IntegerField(help_text="How many stored backups stay")
+    kept_by = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="How many backups each rule keeps (a backup kept by two rules counts for each): days, last, "
+                  "hourly, daily, weekly, monthly, locked, newest, in_use, safety")
+    retention_description = serializers.CharField()
+
+
 class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     server_id = StrictIntegerField(min_value=1, required=False)
     schedule_type = serializers.ChoiceField(choices=BackupSchedule.ScheduleType.choices, required=False)
@@ -38,6 +86,11 @@ class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     cron_expression = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=255,
                                       help_text='cron only: 5 fields, e.g. "15 3 * * 1,5"')
     retention_days = StrictIntegerField(min_value=1, max_value=365, required=False)
+    keep_last = RetentionCountField(help_text="Keep the newest N successful backups whatever their age")
+    keep_hourly = RetentionCountField(help_text="Keep the newest backup of each of the last N hours that have one")
+    keep_daily = RetentionCountField(help_text="Keep the newest backup of each of the last N days that have one")
+    keep_weekly = RetentionCountField(help_text="Keep the newest backup of each of the last N ISO weeks that have one")
+    keep_monthly = RetentionCountField(help_text="Keep the newest backup of each of the last N months that have one")
     enabled = StrictBooleanField(required=False)
     compression = serializers.ChoiceField(choices=Compression.choices, required=False, allow_null=True,
                                           help_text="null: the site default")
@@ -91,6 +144,8 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
     schedule_time = serializers.SerializerMethodField()
     cron_expression = serializers.SerializerMethodField()
     description = serializers.SerializerMethodField()
+    retention_description = serializers.SerializerMethodField(
+        help_text='The retention in words, e.g. "Keeps 2 days, and one a day for 30 days"')
     compression = serializers.SerializerMethodField()
     last_backup = serializers.SerializerMethodField()
     next_run = serializers.SerializerMethodField()
@@ -100,7 +155,8 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = BackupSchedule
         fields = ["id", "server_id", "server_name", "schedule_type", "schedule_time", "interval_hours",
-                  "cron_expression", "description", "time_zone", "retention_days", "enabled", "compression",
+                  "cron_expression", "description", "time_zone", "retention_days", "keep_last", "keep_hourly",
+                  "keep_daily", "keep_weekly", "keep_monthly", "retention_description", "enabled", "compression",
                   "encrypt", "last_backup", "next_run", "next_runs", "created_at", "updated_at"]
         read_only_fields = fields
 
@@ -114,6 +170,9 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
 
     def get_description(self, schedule) -> str:
         return scheduling.describe(schedule)
+
+    def get_retention_description(self, schedule) -> str:
+        return describe_retention(schedule)
 
     @staticmethod
     def _runs(schedule) -> list:

@@ -11,6 +11,8 @@ urlpatterns = [
     re_path(r"^detached/(?P<backup_id>[0-9]+)/download/?$", views.DetachedDownloadView.as_view(),
             name="api-detached-download"),
     re_path(rf"^schedules/{S}/?$", views.ScheduleDetailView.as_view(), name="api-schedule"),
+    re_path(rf"^schedules/{S}/retention-preview/?$", views.RetentionPreviewView.as_view(),
+            name="api-schedule-retention-preview"),
     re_path(rf"^{S}/trigger/?$", views.TriggerView.as_view(), name="api-backup-trigger"),
     re_path(rf"^{S}/history/?$", views.HistoryView.as_view(), name="api-backup-history"),
     re_path(rf"^{S}/status/?$", views.StatusView.as_view(), name="api-backup-status"),

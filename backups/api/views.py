@@ -12,7 +12,7 @@ from backups import storage
 from backups.api import serializers as s
 from backups.models import BackupRecord, BackupSchedule, RestoreRequest
 from backups.selectors import backup_status
-from backups.services import actions, restores, runs, schedules
+from backups.services import actions, restores, retention, runs, schedules
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
 from mcsite.api.throttling import UserRateThrottle  # keyed on the site's client-address rule
@@ -121,6 +121,31 @@ class ScheduleDetailView(GenericAPIView):
     def delete(self, request, server_id):
         schedules.backup_schedule_delete(schedule=self.schedule(), actor=request.user, request=request)
         return respond(None, message="Schedule deleted")
+
+
+class RetentionPreviewView(GenericAPIView):
+    serializer_class = s.RetentionPreviewSerializer
+
+    @extend_schema(
+        summary="Preview a retention change: which backups it would delete now, and what keeps the others",
+        description="Takes any of the schedule's retention fields (one not sent keeps its current value; a server "
+                    "without a schedule keeps 30 days) and changes nothing. `would_delete` is what the next "
+                    "retention run (after a backup, or the hourly sweep) would delete if the change were saved.",
+        request=s.RetentionFieldsSerializer,
+        responses={200: s.RetentionPreviewSerializer, **envelope_errors(400, 404)})
+    def post(self, request, server_id):
+        server = visible_server(request, server_id)
+        data = _validated(s.RetentionFieldsSerializer, request)
+        schedule = BackupSchedule.objects.filter(server=server).first()
+        policy = retention.RetentionPolicy.of(schedule).changed(**data)
+        plan = retention.retention_preview(server=server, policy=policy)
+        return respond(s.RetentionPreviewSerializer({
+            "would_delete": [{"id": d.record.pk, "filename": d.record.filename, "created_at": d.record.created_at,
+                              "size_bytes": d.record.size_bytes, "reason": d.reason} for d in plan.deleted],
+            "kept": len(plan.kept),
+            "kept_by": plan.kept_by(),
+            "retention_description": policy.describe(),
+        }).data, message=f"{len(plan.deleted)} backup{'s' if len(plan.deleted) != 1 else ''} would be deleted")
 
 
 # --- backups -----------------------------------------------------------------------

@@ -2,11 +2,15 @@ from django.db import IntegrityError, transaction
 
 from backups import scheduling
 from backups.models import BackupSchedule
+from backups.services import retention
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
 SCHEDULE_FIELDS = ("schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days", "enabled",
                    "compression", "encrypt")
+# Count and grandfather-father-son retention (services/retention.py); None: off.
+RETENTION_COUNT_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+SCHEDULE_FIELDS += RETENTION_COUNT_FIELDS
 
 
 def _apply(schedule: BackupSchedule, data: dict) -> None:
@@ -27,7 +31,7 @@ def _apply(schedule: BackupSchedule, data: dict) -> None:
         schedule.cron_expression = ""
     if schedule.schedule_type == BackupSchedule.ScheduleType.CRON:
         schedule.schedule_time = None  # not used by cron
-    problems = scheduling.schedule_problems(schedule)
+    problems = {**retention.policy_problems(schedule), **scheduling.schedule_problems(schedule)}
     if problems:
         first = next(iter(problems.values()))[0]
         raise DomainError(ErrorCode.VALIDATION_ERROR, first, details=problems)
@@ -79,6 +83,9 @@ def _describe(schedule: BackupSchedule) -> dict:
     }
     if schedule.interval_hours is not None:
         described["interval_hours"] = schedule.interval_hours
+    for name in RETENTION_COUNT_FIELDS:
+        if getattr(schedule, name) is not None:
+            described[name] = getattr(schedule, name)
     if schedule.cron_expression:
         described["cron_expression"] = schedule.cron_expression
     return described

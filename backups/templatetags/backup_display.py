@@ -50,3 +50,11 @@ def failed_checks(record) -> list[dict]:
 @register.filter
 def verification_summary(record) -> str:
     return verification_display.failure_summary(getattr(record, "verification", None))
+
+
+@register.filter
+def retention_words(schedule) -> str:
+    """A schedule's retention in words: "Keeps 2 days, and one a day for 30 days"."""
+    from backups.services.retention import describe_retention
+
+    return describe_retention(schedule)
