@@ -257,7 +257,8 @@ class BackupSettingsForm(forms.ModelForm):
     class Meta:
         model = BackupSettings
         fields = ["compression", "encryption_enabled", "kdf_iterations", "verify_world", "restore_test",
-                  "disk_warning_percent", "disk_emergency_percent", "safety_backup_days"]
+                  "disk_warning_percent", "disk_emergency_percent", "safety_backup_days", "recheck_days",
+                  "recheck_batch"]
 
     def clean(self):
         data = super().clean()
@@ -343,3 +344,5 @@ def _restrict_celery_beat_admin(site=admin.site) -> None:
 
 
 _restrict_celery_beat_admin()
+
+from backups import admin_alerts  # noqa: E402,F401  (alert channels, issue #12: registers its admin)

@@ -6,7 +6,7 @@ but Celery."""
 from celery import shared_task
 from django.conf import settings
 
-from backups.services import actions, maintenance, retention, scheduled
+from backups.services import actions, maintenance, recheck, retention, scheduled
 from backups.services.restore_run import restore_recover, restore_run
 from backups.services.runs import backup_run
 
@@ -38,6 +38,17 @@ def run_restore(self, restore_id: int) -> None:
 @shared_task(**LONG_TASK)
 def verify_backup(backup_id: int) -> None:
     actions.backup_verify_by_id(backup_id=backup_id)
+
+
+@shared_task(**LONG_TASK)
+def recheck_backup(backup_id: int) -> None:
+    """Sent by the daily re-check sweep to the backup's node: read it again."""
+    recheck.backup_recheck_by_id(backup_id=backup_id)
+
+
+@shared_task(ignore_result=True)
+def recheck_backups() -> list:
+    return recheck.recheck_sweep()
 
 
 @shared_task(ignore_result=True)

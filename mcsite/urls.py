@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
+from backups.api.alerts import AlertPreferencesView
 from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
 from mcsite.api.tokens import TokenRotateView
@@ -22,6 +23,7 @@ api_patterns = [
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
             name="api-docs"),
     path("backups/", include("backups.api.urls")),
+    re_path(r"^alerts/preferences/?$", AlertPreferencesView.as_view(), name="api-alert-preferences"),
     path("", include(router.urls)),
 ]
 

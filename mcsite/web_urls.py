@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from backups import contents_views
+from backups import alert_views
 from backups import views as backup_views
 from servers import views as server_views
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("servers/<int:server_id>/delete/", server_views.server_delete, name="server-delete"),
     path("servers/<int:server_id>/start/", server_views.server_start, name="server-start"),
     path("servers/<int:server_id>/stop/", server_views.server_stop, name="server-stop"),
+    re_path(r"^alerts/?$", alert_views.alert_preferences, name="alert-preferences"),
     path("backups/kept/<int:backup_id>/delete/", backup_views.kept_backup_delete, name="kept-backup-delete"),
     re_path(rf"^backup/{S}/?$", backup_views.backup_page, name="server-backups"),
     re_path(rf"^backup/{S}/schedule/?$", backup_views.schedule_save, name="backup-schedule"),

@@ -250,9 +250,9 @@ class BackupOutputSerializer(serializers.ModelSerializer):
         model = BackupRecord
         fields = ["id", "server_id", "server_name", "filename", "size", "size_mb", "created", "age_days", "checksum",
                   "md5", "quality_score", "quality_level", "status", "trigger", "compression", "encrypted",
-                  "duration_seconds", "verification", "verified_at", "locked", "error_code", "error_message",
-                  "file_count", "world_name", "minecraft_version", "warnings", "started_at", "finished_at",
-                  "progress"]
+                  "duration_seconds", "verification", "verified_at", "rechecked_at", "locked", "error_code",
+                  "error_message", "file_count", "world_name", "minecraft_version", "warnings", "started_at",
+                  "finished_at", "progress"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.DateTimeField())

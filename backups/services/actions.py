@@ -39,8 +39,9 @@ def backup_verify_by_id(*, backup_id: int) -> BackupRecord | None:
 
 
 def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, progress=None, actor=None,
-                  source: str = "system") -> BackupRecord:
-    """Verifies a stored backup again with every method and records the result."""
+                  source: str = "system", alert: bool = True) -> BackupRecord:
+    """Verifies a stored backup again with every method and records the result.
+    `alert=False`: the caller sends its own alert (the periodic re-check)."""
     path = _require_file(record)
     settings_row = BackupSettings.load()
     report = engine.verify_backup(
@@ -59,9 +60,10 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
         server = record.server
         if lifecycle.is_corrupt(record.verification):
             events.log_event("corruption_detected", server=server, backup=record, methods=",".join(failed))
-            alert_open(kind="corruption", subject=f"backup:{record.pk}", title=f"Corrupt backup {record.filename}",
-                       body=f"{record.filename} of {record.server_name} failed {', '.join(failed)}.",
-                       recipients_extra=owner_emails(server))
+            if alert:
+                alert_open(kind="corruption", subject=f"backup:{record.pk}", title=f"Corrupt backup {record.filename}",
+                           body=f"{record.filename} of {record.server_name} failed {', '.join(failed)}.",
+                           recipients_extra=owner_emails(server))
         events.log_event("verification_failed", server=server, backup=record, methods=",".join(failed))
     return record
 

@@ -38,7 +38,7 @@ def settings_compression_set(*, compression: str, actor=None, source: str = "pyt
 
 
 CHECK_FIELDS = ("verify_world", "restore_test", "disk_warning_percent", "disk_emergency_percent",
-                "safety_backup_days")
+                "safety_backup_days", "recheck_days", "recheck_batch")
 
 
 def settings_checks_set(*, actor=None, source: str = "python", **values) -> BackupSettings:
@@ -52,6 +52,11 @@ def settings_checks_set(*, actor=None, source: str = "python", **values) -> Back
     days = values.get("safety_backup_days")
     if days is not None and not (isinstance(days, int) and 1 <= days <= 365):
         raise _invalid("safety_backup_days", "A number of days between 1 and 365")
+    for field, low, high, what in (("recheck_days", 0, 365, "A number of days between 0 (never) and 365"),
+                                   ("recheck_batch", 1, 1000, "A number of backups between 1 and 1000")):
+        if field in values and not (isinstance(values[field], int) and not isinstance(values[field], bool)
+                                    and low <= values[field] <= high):
+            raise _invalid(field, what)
     warning = values.get("disk_warning_percent", BackupSettings.load().disk_warning_percent)
     emergency = values.get("disk_emergency_percent", BackupSettings.load().disk_emergency_percent)
     if warning > emergency:

@@ -1,5 +1,5 @@
 """Registers the periodic system tasks (reaper, disk monitor, retention
-sweep, dead-man check). It only touches PeriodicTasks named `system:…`."""
+sweep, dead-man check, re-check of old backups). It only touches PeriodicTasks named `system:…`."""
 
 import json
 
@@ -12,6 +12,7 @@ SYSTEM_TASKS = {
     "system:check-disk-usage": ("backups.tasks.check_disk_usage", 10, IntervalSchedule.MINUTES),
     "system:sweep-retention": ("backups.tasks.sweep_retention", 1, IntervalSchedule.HOURS),
     "system:check-dead-man": ("backups.tasks.check_dead_man", 30, IntervalSchedule.MINUTES),
+    "system:recheck-backups": ("backups.tasks.recheck_backups", 1, IntervalSchedule.DAYS),
 }
 
 
