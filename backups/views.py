@@ -154,6 +154,9 @@ def schedule_save(request, server_id):
         _, newly_deleted = retention.retention_change_preview(server=server, policy=policy)
         confirmed = {int(n) for n in request.POST.get("confirm_deletions", "").split(",") if n.strip().isdigit()}
         if newly_deleted and not {d.record.pk for d in newly_deleted} <= confirmed:
+            n = len(newly_deleted)
+            messages.warning(request, f"Not saved yet: this retention would delete {n} backup{'s' if n != 1 else ''} "
+                                      "the current one keeps. Check the list under Schedule, then confirm or cancel.")
             context = _page_context(request, server, form)
             context["retention_confirm"] = {
                 "deletions": newly_deleted, "ids": ",".join(str(d.record.pk) for d in newly_deleted),

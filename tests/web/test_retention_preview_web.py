@@ -65,6 +65,7 @@ def test_the_form_shows_the_rules_in_plain_words_and_the_saved_values(alice_web,
                   "Keep one per month for"):
         assert f">{label}</label>" in body
     assert re.search(r'name="keep_daily" value="30"', body) and re.search(r'name="keep_monthly" value="6"', body)
+    assert body.count('name="enabled"') == 1 and body.count('name="keep_daily"') == 1
     summary = re.search(r'data-testid="retention-summary">([^<]*)<', body).group(1)
     assert summary == "keeps 30 days, one a day for 30 days, and one a month for 6 months"
 
@@ -78,6 +79,10 @@ def test_a_change_that_deletes_backups_is_shown_first_and_saved_only_when_confir
     # Kept: the 3 newest days (0, 1, 2 days old) and the newest of the previous week is one of those,
     # so 17 backups would go; each is named with its date and size.
     assert "Saving this will delete 17 backups" in body
+    assert "Not saved yet: this retention would delete 17 backups the current one keeps." in body
+    # Enter in a field submits the form's first button: "Save Schedule", which asks again, never the confirmation.
+    form = body[body.index(f'action="/backup/{server.pk}/schedule#schedule"'):]
+    assert form.index('name="action" value="save"') < form.index('name="confirm_deletions"')
     doomed = daily_backups[3:]
     for record in doomed:
         assert f'data-deletes="{record.pk}"' in body and record.filename in body
