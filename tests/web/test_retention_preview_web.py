@@ -167,3 +167,18 @@ def test_the_server_list_and_the_admin_show_the_retention(alice_web, server):
     for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
         assert f'name="{name}"' in change
     assert 'name="keep_daily" value="30"' in change
+
+
+def test_the_admin_saves_the_rules_through_the_services_and_refuses_bad_ones(alice_web, server):
+    schedule = BackupSchedule.objects.get(server=server)
+    url = f"/admin/backups/backupschedule/{schedule.pk}/change/"
+    post = {"schedule_type": "daily", "schedule_time": "02:00", "interval_hours": "", "cron_expression": "",
+            "retention_days": "2", "keep_last": "", "keep_hourly": "", "keep_daily": "30", "keep_weekly": "",
+            "keep_monthly": "", "enabled": "on", "compression": "", "encrypt": "unknown"}
+    response = alice_web.post(url, {**post, "keep_daily": "0"})
+    assert response.status_code == 200 and "Ensure this value is greater than or equal to 1." in response.content.decode()
+    assert BackupSchedule.objects.get(pk=schedule.pk).retention_days == 30
+    response = alice_web.post(url, post)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    schedule.refresh_from_db()
+    assert (schedule.retention_days, schedule.keep_daily) == (2, 30)
