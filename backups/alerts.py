@@ -102,8 +102,8 @@ def owner_wants(user_id, kind: str) -> bool:
     ALERT_KINDS), else only the kinds they ticked."""
     if user_id is None or kind not in ALERT_KINDS:
         return True
-    events = AlertPreference.objects.filter(user_id=user_id).values_list("events", flat=True).first()
-    return events is None or kind in events
+    muted = AlertPreference.objects.filter(user_id=user_id).values_list("muted", flat=True).first()
+    return muted is None or kind not in muted
 
 
 def _wanted(kind: str, recipients_extra):

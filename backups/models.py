@@ -482,7 +482,10 @@ class AlertPreference(models.Model):
     address). No row: every event."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_preference")
-    events = models.JSONField(default=list, blank=True, help_text="Alert kinds this user is told about")
+    # What is stored is what the user turned off, so that a kind added in a
+    # later version reaches them until they turn it off too.
+    muted = models.JSONField(default=list, blank=True,
+                             help_text="Alert kinds this user turned off (a kind added later is on)")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):

@@ -107,7 +107,7 @@ class Migration(migrations.Migration):
             name='AlertPreference',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('events', models.JSONField(blank=True, default=list, help_text='Alert kinds this user is told about')),
+                ('muted', models.JSONField(blank=True, default=list, help_text='Alert kinds this user turned off (a kind added later is on)')),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='alert_preference', to=settings.AUTH_USER_MODEL)),
             ],

@@ -78,7 +78,7 @@ def alert_preferences(user) -> dict:
     that are on), one choice per kind with its label, their address, and
     whether they ever saved a choice (no: every kind is on)."""
     row = AlertPreference.objects.filter(user=user).first()
-    events = list(alerts.ALERT_KINDS) if row is None else [k for k in alerts.ALERT_KINDS if k in row.events]
+    events = [k for k in alerts.ALERT_KINDS if row is None or k not in row.muted]
     return {
         "events": events,
         "choices": [{"kind": kind, "label": label, "enabled": kind in events}
@@ -99,7 +99,9 @@ def alert_preferences_set(*, user, events, actor=None, request=None, source: str
         raise _invalid("events", f"Unknown event {unknown[0]!r}. Choose from: {', '.join(alerts.ALERT_KINDS)}.")
     chosen = [kind for kind in alerts.ALERT_KINDS if kind in set(events)]
     with transaction.atomic():
-        AlertPreference.objects.update_or_create(user=user, defaults={"events": chosen})
+        # Stored as what is off: a kind a later version adds is on for everyone until they turn it off.
+        muted = [kind for kind in alerts.ALERT_KINDS if kind not in chosen]
+        AlertPreference.objects.update_or_create(user=user, defaults={"muted": muted})
         audit(actor=actor or user, action="alert_preferences.update", obj=user, request=request, source=source,
               detail={"events": chosen})
     return alert_preferences(user)
