@@ -109,8 +109,10 @@ def test_quick_start_in_a_real_browser(live_server, queue_worker, browser, scree
     restore = RestoreRequest.objects.get(server=server)
     page.wait_for_url(re.compile(rf"/restores/{restore.pk}$"))
     page.wait_for_selector("#restore-progress[data-state=succeeded]")
-    # The page reloads when the run ends, to offer what comes next (rollback).
+    # The badge follows the run at once; the page then reloads when the run
+    # ends, to offer what comes next (rollback).
     page.wait_for_selector("[data-testid=restore-status]:has-text('Succeeded')")
+    page.wait_for_selector("button:has-text('Roll back')")
     assert "Restore finished" in page.inner_text("#restore-progress")
     assert page.locator("button:has-text('Roll back')").is_visible()
     screenshots(page, "08-restore-done")
