@@ -263,6 +263,10 @@ class S3Target(Target):
             try:
                 with open(local_path, "rb") as fh:
                     for number, offset, length in part_ranges(size, part_size):
+                        old = reused.get(number)
+                        # A listed part is matched by its SHA-256; a service that lists none (moto) by
+                        # its ETag, which is the part's MD5 for unencrypted and SSE-S3 uploads.
+                        md5 = hashlib.md5(usedforsecurity=False) if old and not old.get("ChecksumSHA256") else None
                         part_hash = hashlib.sha256()
                         left = length
                         while left:
@@ -271,11 +275,14 @@ class S3Target(Target):
                                 raise OffsiteError(LOCAL_ERROR, f"{local_path} became shorter during the upload")
                             part_hash.update(chunk)
                             whole.update(chunk)
+                            if md5:
+                                md5.update(chunk)
                             left -= len(chunk)
                         digest = part_hash.digest()
                         digests.append(digest)
-                        old = reused.get(number)
-                        if old and old.get("Size") == length and old.get("ChecksumSHA256") == b64(digest):
+                        if old and old.get("Size") == length and (
+                                old.get("ChecksumSHA256") == b64(digest)
+                                or (md5 and str(old.get("ETag", "")).strip('"') == md5.hexdigest())):
                             parts[number] = {"PartNumber": number, "ETag": old["ETag"], "ChecksumSHA256": b64(digest)}
                             kept += 1
                             done_bytes += length
@@ -298,14 +305,24 @@ class S3Target(Target):
         return whole.hexdigest(), digests, [parts[n] for n in sorted(parts)], kept
 
     def _ensure_lock(self, key, version_id, lock_until, remote_name) -> None:
-        """Object Lock asked at creation; services that ignored it (or moto) get a retention put after."""
-        head = self._call(f"checking the lock of {remote_name}", self.client.head_object, Bucket=self.bucket, Key=key,
-                          **({"VersionId": version_id} if version_id else {}))
-        if head.get("ObjectLockRetainUntilDate"):
-            return
-        self._call(f"locking {remote_name}", self.client.put_object_retention, Bucket=self.bucket, Key=key,
-                   Retention={"Mode": self.lock_mode, "RetainUntilDate": lock_until},
-                   **({"VersionId": version_id} if version_id else {}))
+        """Object Lock asked at creation; services that ignored the headers (moto)
+        get a retention put after. A copy that cannot be locked is removed: the
+        upload failed, as asked."""
+        version = {"VersionId": version_id} if version_id and version_id != "null" else {}
+        try:
+            head = self._call(f"checking the lock of {remote_name}", self.client.head_object, Bucket=self.bucket,
+                              Key=key, **version)
+            if head.get("ObjectLockRetainUntilDate"):
+                return
+            self._call(f"locking {remote_name}", self.client.put_object_retention, Bucket=self.bucket, Key=key,
+                       Retention={"Mode": self.lock_mode, "RetainUntilDate": lock_until}, **version)
+        except OffsiteError as exc:
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key, **version)
+            except Exception:
+                pass
+            raise OffsiteError(exc.code, f"{exc.message} — the copy could not be locked for its retention (is "
+                               f"Object Lock enabled on bucket {self.bucket!r}?) and was removed") from exc
 
     def abort_incomplete(self, prefix_or_state="") -> int:
         if isinstance(prefix_or_state, dict):
