@@ -233,6 +233,10 @@ class BackupRecord(models.Model):
     skip_reason = models.CharField(max_length=300, blank=True, default="", db_default="", help_text="Why a scheduled backup was skipped")
     # Periodic re-verification (bit rot): when this backup was last read back again.
     rechecked_at = models.DateTimeField(null=True, blank=True)
+    # The local file was dropped (emergency cleanup of a backup whose off-site
+    # copy is verified, or a record rebuilt by import_backups): the record
+    # stays restorable from its copies.
+    local_removed_at = models.DateTimeField(null=True, blank=True)
 
     objects = BackupRecordQuerySet.as_manager()
 
@@ -420,6 +424,139 @@ class AlertIncident(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.subject}"
+
+
+class StorageTarget(models.Model):
+    """Where off-site copies go (issue #13): a mounted path, S3-compatible
+    object storage or SFTP. `settings` are shown back to admins; `secrets`
+    (S3 secret key, SSH password or private key) are sealed and never are.
+    The backends live in backups/offsite (no Django there)."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local or mounted network path"
+        S3 = "s3", "S3-compatible object storage"
+        SFTP = "sftp", "SFTP"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Short name, e.g. offsite-b2 (import_backups --target)")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    settings = models.JSONField(default=dict, blank=True)
+    secrets_sealed = models.TextField(blank=True, default="", editable=False)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Servers that follow the site default get a copy of every backup here")
+    extra_retention_days = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(3650)],
+        help_text="Keep copies this many days longer than the server's retention keeps the backup")
+    delete_delay_days = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(3650)],
+        help_text="Delete a copy this many days after its backup was deleted (0: at once)")
+    object_lock_days = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(3650)],
+        help_text="S3 only: Object Lock retention of each copy, in days (the bucket must have Object Lock on)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_test_error = models.CharField(max_length=500, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=["local", "s3", "sftp"]), name="storage_target_kind_valid"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def secrets(self) -> dict:
+        import json
+
+        return json.loads(unseal(self.secrets_sealed)) if self.secrets_sealed else {}
+
+    @secrets.setter
+    def secrets(self, value: dict) -> None:
+        import json
+
+        self.secrets_sealed = seal(json.dumps(value or {})) if value else ""
+
+    def config(self):
+        from backups.offsite import TargetConfig
+
+        return TargetConfig(kind=self.kind, name=self.name, settings=dict(self.settings or {}), secrets=self.secrets)
+
+
+class ServerCopyPolicy(models.Model):
+    """Which targets get copies of a server's backups. No row: the site
+    default (every enabled target marked is_default)."""
+
+    class Mode(models.TextChoices):
+        DEFAULT = "default", "The site default"
+        CUSTOM = "custom", "These targets"
+        NONE = "none", "No off-site copies"
+
+    server = models.OneToOneField("servers.Server", on_delete=models.CASCADE, related_name="copy_policy")
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.DEFAULT)
+    targets = models.ManyToManyField(StorageTarget, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name_plural = "server copy policies"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(mode__in=["default", "custom", "none"]), name="copy_policy_mode_valid"),
+        ]
+
+    def __str__(self):
+        return f"copy policy of {self.server}"
+
+
+class OffsiteCopy(models.Model):
+    """One backup's copy on one storage target."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        COPYING = "copying"
+        COPIED = "copied"
+        VERIFIED = "verified"
+        FAILED = "failed"
+        DELETED = "deleted"
+
+    backup = models.ForeignKey(BackupRecord, on_delete=models.CASCADE, related_name="copies")
+    target = models.ForeignKey(StorageTarget, on_delete=models.PROTECT, related_name="copies")
+    remote_name = models.CharField(max_length=500, blank=True, help_text="Relative to the target's prefix or base path")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    part_size = models.BigIntegerField(null=True, blank=True)
+    composite_checksum = models.CharField(max_length=100, blank=True, help_text="S3: the multipart composite SHA-256")
+    # What a crashed upload left to clean up (the S3 upload id): aborted by the
+    # next attempt or the reaper.
+    upload_state = models.JSONField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    rechecked_at = models.DateTimeField(null=True, blank=True)
+    lock_until = models.DateTimeField(null=True, blank=True, help_text="S3 Object Lock retention end")
+    delete_after = models.DateTimeField(null=True, blank=True, help_text="Delayed remote deletion")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "off-site copies"
+        constraints = [
+            models.UniqueConstraint(fields=["backup", "target"], name="one_copy_per_backup_and_target"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "copying", "copied", "verified", "failed", "deleted"]),
+                name="offsite_copy_status_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.backup} on {self.target}"
 
 
 class BackupContents(models.Model):
