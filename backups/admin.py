@@ -293,6 +293,23 @@ class BackupSettingsAdmin(admin.ModelAdmin):
 
         return redirect("admin:backups_backupsettings_change", BackupSettings.load().pk)
 
+    def get_urls(self):
+        from django.urls import path
+
+        from backups.key_export_admin import export_keys_view  # issue #13: keys survive the host
+
+        return [path("export-keys/", export_keys_view(self), name="backups_backupsettings_export_keys"),
+                *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from backups.services.keys import export_needed
+
+        settings_row = BackupSettings.load()
+        extra_context = {**(extra_context or {}), "keys_export_needed": export_needed(settings_row),
+                         "keys_exported_at": settings_row.keys_exported_at,
+                         "keys_changed_at": settings_row.keys_changed_at}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         try:

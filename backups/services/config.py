@@ -101,6 +101,7 @@ def settings_encryption_set(
                 raise _invalid("password" if password is not None else "key", exc.message) from None
             _retire_current_secret(config)
             config.set_encryption_secret(spec.mode_name, password if password is not None else key, spec.fingerprint)
+            config.keys_changed_at = timezone.now()  # the pages warn until an export is newer (services/keys.py)
         elif enabled and not config.encryption_secret_sealed:
             raise _invalid("password", "Encryption needs a password or a key the first time it is enabled")
         config.encryption_enabled = enabled

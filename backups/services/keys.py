@@ -1,0 +1,99 @@
+"""Keys survive the host (issue #13): the encryption key or password lives
+only in the database, sealed with the site secret, so losing the host loses
+every encrypted backup and copy unless the key material was exported.
+
+``export_document()`` is the JSON of ``manage.py export_keys`` and the admin's
+"Export encryption keys" button (format: docs/format.md, "The keys export"):
+every secret in clear, current first, then the keyring's older ones.
+``record_export()`` sets ``keys_exported_at`` and audits it (never the
+secrets) once the document has been handed over. ``export_needed()`` tells
+the pages to warn admins while encryption is on and no export is newer than
+the last change (``keys_changed_at``, kept by ``config.settings_encryption_set``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from backups.engine import EncryptionSpec
+from backups.engine.cli import KEYS_FORMAT, KEYS_VERSION
+from backups.models import BackupSettings
+from mcsite.audit import audit
+from mcsite.errors import DomainError, ErrorCode
+from mcsite.sealing import unseal
+
+WARNING = ("This file holds backup encryption keys and passwords IN CLEAR. Anyone who has it and a backup "
+           "can read the backup. Store it offline (a password manager, a safe, a printed copy), apart from "
+           "the backups, and never beside them on the same host or bucket.")
+
+
+def _secret_text(mode: str, secret: str) -> str:
+    """A password as typed; a key as standard base64 (it may have been given URL-safe)."""
+    if mode == "key":
+        return base64.b64encode(EncryptionSpec.from_key(secret).secret).decode("ascii")
+    return secret
+
+
+def export_document(config: BackupSettings | None = None) -> dict:
+    """Every key and password of the site, in clear. Raises DomainError when
+    encryption has never been configured (there is nothing to export)."""
+    config = config or BackupSettings.load()
+    keys = []
+    if config.encryption_secret_sealed:
+        mode = config.encryption_mode
+        keys.append({
+            "kind": "archive", "current": True, "mode": mode, "fingerprint": config.encryption_fingerprint,
+            "iterations": config.kdf_iterations if mode == "password" else 0,
+            "secret": _secret_text(mode, config.encryption_secret), "retired_at": None,
+        })
+    for entry in config.keyring:
+        mode = entry.get("mode")
+        keys.append({
+            "kind": "archive", "current": False, "mode": mode, "fingerprint": entry.get("fingerprint"),
+            "iterations": entry.get("iterations", 600_000) if mode == "password" else 0,
+            "secret": _secret_text(mode, unseal(entry["sealed"])),
+            "retired_at": entry.get("retired_at") or entry.get("added_at"),
+        })
+    if not keys:
+        raise DomainError(ErrorCode.VALIDATION_ERROR,
+                          "Encryption has never been configured: there is no key or password to export")
+    return {
+        "format": KEYS_FORMAT,
+        "version": KEYS_VERSION,
+        "warning": WARNING,
+        "created_at": timezone.now().astimezone(dt.timezone.utc).isoformat(),
+        "site": {"name": socket.gethostname(), "node": settings.MCSITE_NODE},
+        "encryption_enabled": config.encryption_enabled,
+        "keys": keys,
+    }
+
+
+def record_export(document: dict, *, actor=None, source: str = "python", request=None,
+                  destination: str = "") -> BackupSettings:
+    """The document was handed over: ``keys_exported_at`` = its time; audited
+    with the fingerprints it held (never the secrets)."""
+    exported_at = dt.datetime.fromisoformat(document["created_at"])
+    with transaction.atomic():
+        config = BackupSettings.objects.select_for_update().get(pk=BackupSettings.load().pk)
+        config.keys_exported_at = exported_at
+        config.save(update_fields=["keys_exported_at", "updated_at"])
+        audit(actor=actor, action="settings.keys_export", obj=config, source=source, request=request,
+              detail={"fingerprints": [k["fingerprint"] for k in document["keys"]],
+                      "count": len(document["keys"]), "destination": destination})
+    return config
+
+
+def export_needed(config: BackupSettings | None = None) -> bool:
+    """Encryption is on and the keys changed since the last export (or were never exported)."""
+    config = config or BackupSettings.load()
+    if not (config.encryption_enabled and config.encryption_secret_sealed):
+        return False
+    if config.keys_exported_at is None:
+        return True
+    return config.keys_changed_at is not None and config.keys_changed_at > config.keys_exported_at
