@@ -72,7 +72,9 @@ class UsageError(Exception):
 # --- secrets ------------------------------------------------------------------------------------
 
 def load_keys_file(path: str) -> list[EncryptionSpec]:
-    """The secrets of an export (``manage.py export_keys``), current first."""
+    """The secrets of an export (``manage.py export_keys``), current first, as
+    ``EncryptionSpec``s for a ``Keyring``. Raises ``UsageError`` naming the
+    problem when the file is unreadable or not an export this version reads."""
     try:
         with open(path, "rb") as fh:
             doc = json.loads(fh.read(16 * 1024 * 1024))
