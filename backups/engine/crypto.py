@@ -407,8 +407,10 @@ class DecryptingReader:
             plain = self._aead.decrypt(_nonce(self.header.nonce_prefix, self._counter, last), sealed,
                                        self.header.raw)
         except InvalidTag:
-            reason = "wrong key or password" if self._counter == 0 else "data changed or truncated"
-            raise _decryption_failed(reason) from None
+            # The key was already confirmed against the header (the file's own
+            # key check value, or the secret's fingerprint in version 1): a
+            # chunk that does not authenticate was changed, not opened wrongly.
+            raise _decryption_failed(f"data changed or truncated (chunk {self._counter})") from None
         self._counter += 1
         self._done = last
         self._plain = memoryview(plain)
