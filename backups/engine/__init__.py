@@ -17,6 +17,9 @@ The service layer calls exactly this API:
 * ``extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult``,
   ``swap_into_place(staging, target, *, before_rename=None, label="previous") -> previous_path | None``,
   ``rollback_swap(target, previous_path, *, before_rename=None) -> moved_aside_path | None``.
+* ``extract_stream_to_staging(fileobj, target_dir, *, size=None, sha256=None, name=..., keyring=None,
+  progress=None, on_staging=None, only=None)`` — the same from a non-seekable stream (a copy on a
+  storage target), the raw bytes' count and SHA-256 checked once the stream ends.
 * ``carry_excluded(current, staging, exclude) -> [paths]`` — what backups leave
   out stays through a restore (hard links into the staged folder).
 * ``extract_to_staging(..., only=[paths])``, ``normalize_selection(paths)``,
@@ -36,7 +39,7 @@ from .carry import carry_excluded, excluded_paths
 from .compress import COMPRESSIONS, backup_suffix
 from .crypto import EncryptionSpec, Keyring, generate_key
 from .errors import EngineError
-from .extract import ExtractResult, extract_to_staging, normalize_selection, rollback_swap, swap_into_place
+from .extract import ExtractResult, extract_stream_to_staging, extract_to_staging, normalize_selection, rollback_swap, swap_into_place
 from .partial import CarryResult, carry_rest
 from .preview import ArchiveInfo, inspect_archive
 from .reader import ArchiveFormat, detect_format, file_digests
@@ -47,7 +50,7 @@ __all__ = [
     "ArchiveFormat", "ArchiveInfo", "ArchiveResult", "EncryptionSpec", "EngineError", "ExtractResult",
     "Keyring", "MethodResult", "VerificationReport",
     "CarryResult", "carry_rest", "normalize_selection",
-    "backup_suffix", "carry_excluded", "create_archive", "excluded_paths", "detect_format", "extract_to_staging", "file_digests",
+    "backup_suffix", "carry_excluded", "create_archive", "excluded_paths", "detect_format", "extract_stream_to_staging", "extract_to_staging", "file_digests",
     "generate_key", "inspect_archive", "quality_level", "quality_score", "rollback_swap",
     "swap_into_place", "verify_backup",
 ]

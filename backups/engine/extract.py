@@ -221,6 +221,35 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
     stored file's hash is still taken; the manifest check covers the chosen
     part. A chosen path that matches no member is INVALID_SETTING.
     """
+    return _extract(lambda: ArchiveStream(path, keyring=keyring, progress=progress), target_dir,
+                    keyring=keyring, on_staging=on_staging, only=only)
+
+
+def extract_stream_to_staging(fileobj, target_dir, *, size: int | None = None, sha256: str | None = None,
+                              name: str = "<stream>", keyring=None, progress=None, on_staging=None,
+                              only=None) -> ExtractResult:
+    """``extract_to_staging`` from a stream instead of a stored file: a copy
+    read from a storage target, front to back, never seeked (``fileobj`` needs
+    only ``read(n)``; the caller closes it). The same safety rules, the same
+    bounded memory (1 MiB blocks, a queue of four). The raw bytes are hashed as
+    they arrive: once the stream has ended, their count must be ``size`` and
+    their SHA-256 ``sha256`` (when given), else BACKUP_CORRUPTED — checked
+    before the staging folder is handed back, so altered or cut-short bytes
+    never reach the swap. ``name`` is what messages call the stream."""
+    return _extract(lambda: ArchiveStream(name, keyring=keyring, progress=progress, fileobj=fileobj, size=size),
+                    target_dir, keyring=keyring, on_staging=on_staging, only=only, size=size, sha256=sha256)
+
+
+def _check_raw(stream, size: int | None, sha256: str | None) -> None:
+    if size is not None and stream.raw.bytes_read != size:
+        raise EngineError(BACKUP_CORRUPTED, f"the backup read is {stream.raw.bytes_read} bytes, expected {size}",
+                          path=stream.path)
+    if sha256 and stream.sha256 != sha256.lower():
+        raise EngineError(BACKUP_CORRUPTED, "the SHA-256 of the bytes read does not match the backup's checksum",
+                          path=stream.path)
+
+
+def _extract(open_stream, target_dir, *, keyring, on_staging, only, size=None, sha256=None) -> ExtractResult:
     started = time.monotonic()
     target = os.path.abspath(os.fspath(target_dir))
     parent, base = os.path.split(target)
@@ -233,7 +262,7 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
     try:
         if on_staging is not None:
             on_staging(staging)
-        with ArchiveStream(path, keyring=keyring, progress=progress) as stream:
+        with open_stream() as stream:
             if stream.format.encrypted and not keyring:
                 raise EngineError(DECRYPTION_FAILED, "Backup is encrypted and no key or password was given")
             extractor = _SafeExtractor(staging)
@@ -248,6 +277,7 @@ def extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_stag
                 else:
                     extractor.skip(info, name, after_manifest=after)
             stream.finish()
+            _check_raw(stream, size, sha256)  # a streamed copy: the bytes are the backup's, whole
             stream.raise_problems()  # truncated, damaged header, trailing data, bad manifest
             extractor.finish()
             if stream.manifest is not None:

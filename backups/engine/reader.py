@@ -268,15 +268,24 @@ class ArchiveStream:
     ``members_after_manifest`` holds the first names that came after it.
     """
 
-    def __init__(self, path, *, keyring=None, progress=None):
-        self.path = os.fspath(path)
-        try:
-            self._fh = open(self.path, "rb", buffering=0)
-            size = os.fstat(self._fh.fileno()).st_size
-        except FileNotFoundError as exc:
-            raise EngineError(BACKUP_NOT_FOUND, "Backup file not found", path=self.path) from exc
-        except OSError as exc:
-            raise from_os_error(exc, path=self.path) from exc
+    def __init__(self, path, *, keyring=None, progress=None, fileobj=None, size: int | None = None):
+        """``path`` is the stored file; or, with ``fileobj``, a name for
+        messages and ``fileobj`` a stream read once, front to back, never
+        seeked (a copy on a storage target), ``size`` its expected length
+        (for progress). The caller closes ``fileobj``."""
+        self.path = os.fspath(path) if path is not None else "<stream>"
+        self._owns_fh = fileobj is None
+        if fileobj is not None:
+            self._fh = fileobj
+            size = int(size or 0)
+        else:
+            try:
+                self._fh = open(self.path, "rb", buffering=0)
+                size = os.fstat(self._fh.fileno()).st_size
+            except FileNotFoundError as exc:
+                raise EngineError(BACKUP_NOT_FOUND, "Backup file not found", path=self.path) from exc
+            except OSError as exc:
+                raise from_os_error(exc, path=self.path) from exc
         self.size = size
         self.raw = _HashingReader(self._fh, size, progress)
         self._progress = progress
@@ -313,7 +322,8 @@ class ArchiveStream:
 
     def close(self) -> None:
         self.stop_reading()
-        self._fh.close()
+        if self._owns_fh:
+            self._fh.close()
 
     def open_payload(self):
         """Set up decryption and decompression; raises DECRYPTION_FAILED / BACKUP_CORRUPTED."""

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from backups import engine, events, storage
+from backups import engine, events
 from backups.alerts import alert_open, owner_emails, server_subject
 from backups.models import BackupRecord, RestoreRequest
 from backups.services import config as config_service
-from backups.services import lifecycle
+from backups.services import copy_source, lifecycle
 from backups.services.prechecks import restore_precheck
 from backups.services.restores import require_intact
 from backups.services.runs import backup_safety_take
@@ -89,7 +89,9 @@ class _Run:
 
     def _execute(self) -> None:
         backup = self.restore.backup
-        if backup is None or not storage.file_present(backup):
+        # The local file, or a verified off-site copy streamed into the staging folder.
+        source = copy_source.source_for(backup) if backup is not None else None
+        if source is None:
             raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
         require_intact(backup, self.server)
         copy = self.restore.kind == RestoreRequest.Kind.COPY  # a new server's empty folder: nothing to stop or keep
@@ -107,11 +109,11 @@ class _Run:
             RestoreRequest.objects.filter(pk=self.restore.pk).update(safety_backup=safety)
             self.step("safety_backup_taken", backup_id=safety.pk, filename=safety.filename)
 
-        self.step("extracting")
+        self.step("extracting", **({} if source.is_local else {"from_target": source.copy.target.name}))
         progress = lifecycle.progress_writer(RestoreRequest, self.restore.pk, self.observer)
         chosen = list(self.restore.paths or ())
-        result = engine.extract_to_staging(
-            storage.absolute_path(backup.storage_path), self.target, keyring=config_service.decryption_keyring(),
+        result = copy_source.extract(
+            source, self.target, keyring=config_service.decryption_keyring(),
             progress=lifecycle.checkpoint_once_moving(progress, "restore_mid_extract"),
             on_staging=lambda path: self.step("staging", folder=os.path.basename(path)), only=chosen or None,
         )

@@ -15,7 +15,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.services import config as config_service
-from backups.services import lifecycle
+from backups.services import copy_source, lifecycle
 from backups.services.contents import contents_select
 from backups.services.prechecks import restore_precheck
 from mcsite.audit import audit
@@ -35,7 +35,7 @@ def restorable_backup(*, server: Server, backup_filename) -> BackupRecord:
     if not isinstance(backup_filename, str) or not backup_filename or "/" in backup_filename or "\\" in backup_filename:
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
     record = BackupRecord.objects.filter(server=server, filename=backup_filename, status__in=_RESTORABLE).first()
-    if record is None or not storage.file_present(record):
+    if record is None or not copy_source.available(record):  # the local file, or a verified off-site copy
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
     return record
 
@@ -47,11 +47,16 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
     parts = contents_select(record=record, paths=paths)
-    contents = _contents(record)
+    source = copy_source.source_for(record)
+    contents = _contents(record, local=source.is_local)
     running = control.status(server.process_spec()).running
     needed = sum(p["size_bytes"] for p in parts) if parts else contents["total_bytes"]
     free = shutil.disk_usage(server.path.parent).free
     warnings = []
+    if not source.is_local:
+        warnings.append(f"The local file of this backup is gone: it will be read from its verified copy on target "
+                        f"{source.copy.target.name} ({source.copy.target.get_kind_display()}), streamed straight "
+                        "into the restore and checked against the backup's SHA-256.")
     if running:
         warnings.append("The server is running and will be stopped during the restore, then started again.")
     if parts:
@@ -95,16 +100,23 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
         "paths": parts,
         "contents": contents,
         "space": {"needed_bytes": needed, "free_bytes": free},
+        "source": source.describe(),
         "server_running": running,
         "warnings": warnings,
     }
 
 
-def _contents(record: BackupRecord) -> dict:
+def _contents(record: BackupRecord, *, local: bool = True) -> dict:
     """What the backup holds. Verification read the archived copy (level.dat
     included) and recorded it; only a backup without that record is read
-    again now — a preview should not decompress a whole world each time."""
+    again now — a preview should not decompress a whole world each time.
+    A backup read from an off-site copy is described from what is stored
+    (the record's fields, as import_backups rebuilt them from the sidecar)."""
     worlds = (record.verification or {}).get("worlds")
+    if not local:
+        return {"file_count": record.file_count or 0, "total_bytes": int(record.source_bytes or 0),
+                "world_name": record.world_name or None, "minecraft_version": record.minecraft_version or None,
+                "worlds": list(worlds or ([record.world_name] if record.world_name else []))}
     if record.file_count is not None and worlds is not None and record.source_bytes is not None:
         return {"file_count": record.file_count, "total_bytes": record.source_bytes,
                 "world_name": record.world_name or None, "minecraft_version": record.minecraft_version or None,
@@ -155,7 +167,7 @@ def restore_rollback(*, restore: RestoreRequest, actor, request=None, source: st
     if restore.kind != RestoreRequest.Kind.RESTORE or restore.status != RestoreRequest.Status.SUCCEEDED:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Only a finished restore can be rolled back")
     safety = restore.safety_backup
-    if safety is None or safety.status != BackupRecord.Status.SUCCEEDED or not storage.file_present(safety):
+    if safety is None or safety.status != BackupRecord.Status.SUCCEEDED or not copy_source.available(safety):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The safety backup of this restore is not available")
     require_intact(safety, restore.server)
     restore_precheck(server=restore.server, backup=safety, safety_backup=True)
@@ -177,7 +189,7 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
     schedule) whose folder does not exist yet or is empty, confined to the
     servers root like any server folder; then a restore of kind `copy`
     extracts the backup into it (nothing to stop, no safety backup)."""
-    if record.status != BackupRecord.Status.SUCCEEDED or not storage.file_present(record):
+    if record.status != BackupRecord.Status.SUCCEEDED or not copy_source.available(record):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "A name of 1 to 100 characters is required",
@@ -210,6 +222,15 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
 
 
 def require_intact(record: BackupRecord, server: Server) -> None:
+    """The local file still matches its SHA-256. A backup read from an
+    off-site copy is checked while it streams (copy_source.extract); here
+    only that the copy is still on its target."""
+    source = copy_source.source_for(record)
+    if source is None:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
+    if not source.is_local:
+        copy_source.require_copy_present(source.copy)
+        return
     sha256, _ = engine.file_digests(storage.absolute_path(record.storage_path))
     if record.sha256 and sha256 != record.sha256:
         events.log_event("corruption_detected", server=server, backup=record, method="checksum")
