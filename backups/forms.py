@@ -114,6 +114,10 @@ class ScheduleForm(forms.Form):
     keep_weekly = RetentionCountField(label="Keep one per week for", unit="weeks")
     keep_monthly = RetentionCountField(label="Keep one per month for", unit="months")
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+    skip_unchanged = forms.BooleanField(
+        label="Skip when nothing changed", required=False,
+        help_text="No backup (a “skipped” line in the history) when no player is online and no file changed "
+                  "since the last successful backup")
 
     RETENTION_FIELDS = ("retention_days", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 
@@ -124,6 +128,7 @@ class ScheduleForm(forms.Form):
                 "schedule_type": schedule.schedule_type, "schedule_time": schedule.schedule_time,
                 "interval_hours": schedule.interval_hours, "cron_expression": schedule.cron_expression,
                 "retention_days": schedule.retention_days, "enabled": schedule.enabled,
+                "skip_unchanged": schedule.skip_unchanged,
                 **{name: getattr(schedule, name) for name in cls.RETENTION_FIELDS[1:]},
             })
         return cls(**kwargs)
@@ -140,7 +145,7 @@ class ScheduleForm(forms.Form):
 
     def schedule_data(self) -> dict:
         return {field: self.cleaned_data[field] for field in (*self.SCHEDULE_FIELDS, *self.RETENTION_FIELDS,
-                                                               "enabled")}
+                                                               "enabled", "skip_unchanged")}
 
 
 class AutomatedBackupsForm(ScheduleForm):

@@ -6,7 +6,7 @@ but Celery."""
 from celery import shared_task
 from django.conf import settings
 
-from backups.services import actions, maintenance, recheck, retention, scheduled
+from backups.services import actions, announce, maintenance, recheck, retention, scheduled
 from backups.services.restore_run import restore_recover, restore_run
 from backups.services.runs import backup_run
 
@@ -28,6 +28,17 @@ def run_scheduled_backup(self, schedule_id: int) -> None:
     """Beat's tick for one schedule. Never raises: a schedule whose server is
     gone or whose run fails is logged (schedule_execution_failure) and alerted."""
     scheduled.backup_scheduled_run(schedule_id=schedule_id, task_id=self.request.id or "")
+
+
+@shared_task(ignore_result=True)
+def announce_backup(backup_id: int, seconds: int) -> bool:
+    """A countdown mark of a queued backup: warn the players (announce.py)."""
+    return announce.backup_announce_warning(backup_id=backup_id, seconds=seconds)
+
+
+@shared_task(ignore_result=True)
+def announce_backup_done(backup_id: int, attempt: int = 1) -> bool:
+    return announce.backup_announce_done(backup_id=backup_id, attempt=attempt)
 
 
 @shared_task(bind=True, **LONG_TASK)

@@ -21,7 +21,7 @@ class ScheduleInlineForm(ScheduleModelFormMixin, forms.ModelForm):
     class Meta:
         model = BackupSchedule
         fields = ["schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days", "enabled",
-                  "compression", "encrypt"]
+                  "compression", "encrypt", "skip_unchanged"]
 
 
 class BackupScheduleInline(admin.StackedInline):

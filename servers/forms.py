@@ -1,6 +1,7 @@
 from django import forms
 
 from mcsite.errors import DomainError
+from servers.announcements import AnnouncementError, check_message, normalise_countdown
 from servers.models import Server
 from servers.services import LIVE_NEEDS_PASSWORD, check_name, check_rcon_host_allowed, resolve_server_directory
 
@@ -26,6 +27,7 @@ class ServerForm(forms.ModelForm):
         fields = [
             "name", "directory", "start_command", "memory_mb", "rcon_host", "rcon_port",
             "stop_timeout", "backup_mode", "exclude_patterns", "node",
+            "announce", "announce_countdown", "announce_message", "announce_done_message", "announce_live",
         ]
         # Form labels only: the model's verbose names stay (changing them needs a migration).
         labels = {
@@ -35,8 +37,17 @@ class ServerForm(forms.ModelForm):
             "rcon_port": "RCON port",
             "stop_timeout": "Stop timeout (seconds)",
             "node": "Game host",
+            "announce": "Warn players before a backup stops the server",
+            "announce_countdown": "Warnings (seconds before the stop)",
+            "announce_message": "Warning message",
+            "announce_done_message": "Done message",
+            "announce_live": "Announce live backups too",
         }
         help_texts = {
+            "announce_countdown": "e.g. 60,30,10: said in game at each mark, then the backup starts "
+                                  "(only when players are online). Empty: one warning, no wait.",
+            "announce_message": "{seconds} becomes the time left, e.g. “The server stops for a backup in "
+                                "{seconds} seconds.”",
             "stop_timeout": "How long a clean stop may take before the process is ended.",
             "node": "The machine that holds this server's folder. Leave “default” unless your "
                     "administrator runs several game hosts and told you the name of this one.",
@@ -56,6 +67,8 @@ class ServerForm(forms.ModelForm):
         self.fields["directory"].help_text = f"The server's folder inside the servers root{where}, e.g. survival"
         if not getattr(user, "is_superuser", False) and "start_command" in self.fields:
             del self.fields["start_command"]
+        if "announce_message" in self.fields:
+            self.fields["announce_message"].required = False
         if not self.instance.has_rcon_password:
             # Nothing stored (a new server, say): there is nothing to remove.
             del self.fields["clear_rcon_password"]
@@ -94,6 +107,23 @@ class ServerForm(forms.ModelForm):
         if owner is not None and Server.objects.filter(owner=owner, name=name).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("You already have a server with this name.")
         return name
+
+    def _announcement(self, check, field: str):
+        try:
+            return check(self.cleaned_data.get(field) or "")
+        except AnnouncementError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_announce_countdown(self):
+        return self._announcement(normalise_countdown, "announce_countdown")
+
+    def clean_announce_message(self):
+        if not (self.cleaned_data.get("announce_message") or "").strip():  # left empty: the current text
+            return self.instance.announce_message if self.instance.pk else Server().announce_message
+        return self._announcement(check_message, "announce_message")
+
+    def clean_announce_done_message(self):
+        return self._announcement(lambda text: check_message(text, required=False), "announce_done_message")
 
     def clean_exclude_patterns(self):
         lines = [line.strip() for line in (self.cleaned_data.get("exclude_patterns") or "").splitlines()]

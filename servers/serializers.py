@@ -1,8 +1,16 @@
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from mcsite.api.fields import RejectUnknownFieldsMixin, StrictCharField, StrictIntegerField
+from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
+from servers.announcements import AnnouncementError, check_message, normalise_countdown
 from servers.models import Server
+
+
+def _announcement(check, value):
+    try:
+        return check(value)
+    except AnnouncementError as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class ServerInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
@@ -20,6 +28,26 @@ class ServerInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     exclude_patterns = serializers.ListField(child=StrictCharField(max_length=200), required=False, max_length=100)
     node = StrictCharField(max_length=64, required=False, validators=[RegexValidator(
         r"^[A-Za-z0-9_.@-]{1,64}$", "Letters, digits and _ . @ - only (a Celery queue name).")])
+    # Telling the players before a backup stops the server (servers/announcements.py).
+    announce = StrictBooleanField(required=False, help_text="Warn players in game before a backup stops the server")
+    announce_countdown = StrictCharField(
+        required=False, allow_blank=True, max_length=100,
+        help_text='Seconds before the stop at which to warn, e.g. "60,30,10" (1–600 each, at most 10; '
+                  'kept longest first). Empty: one warning, no wait')
+    announce_message = StrictCharField(
+        required=False, max_length=200, help_text="One line; {seconds} is replaced by the time left")
+    announce_done_message = StrictCharField(
+        required=False, allow_blank=True, max_length=200, help_text="One line said after the backup; empty: none")
+    announce_live = StrictBooleanField(required=False, help_text="Also announce live backups (nothing stops)")
+
+    def validate_announce_countdown(self, value):
+        return _announcement(normalise_countdown, value)
+
+    def validate_announce_message(self, value):
+        return _announcement(check_message, value)
+
+    def validate_announce_done_message(self, value):
+        return _announcement(lambda text: check_message(text, required=False), value)
 
 
     def validate_start_command(self, value):
@@ -40,7 +68,8 @@ class ServerOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "owner", "directory", "start_command", "memory_mb", "rcon_host", "rcon_port",
             "has_rcon_password", "stop_timeout", "backup_mode", "exclude_patterns", "node", "status",
-            "warnings", "created_at", "updated_at",
+            "warnings", "announce", "announce_countdown", "announce_message", "announce_done_message",
+            "announce_live", "created_at", "updated_at",
         ]
         read_only_fields = fields
 

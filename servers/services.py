@@ -12,6 +12,7 @@ from django.db import transaction
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from mcsite.paths import scrub_paths
+from servers.announcements import AnnouncementError, check_message, normalise_countdown
 from servers.models import Server
 
 
@@ -203,9 +204,13 @@ def check_start_command_allowed(*, actor, new: str, current: str) -> None:
                           details={"start_command": ["Only an administrator can set the start command."]})
 
 
+ANNOUNCEMENT_CHECKS = {"announce_countdown": normalise_countdown, "announce_message": check_message,
+                       "announce_done_message": lambda text: check_message(text, required=False)}
+
 _EDITABLE = {
     "name", "directory", "start_command", "memory_mb", "rcon_host", "rcon_port",
     "stop_timeout", "backup_mode", "exclude_patterns", "node",
+    "announce", "announce_countdown", "announce_message", "announce_done_message", "announce_live",
 }
 
 
@@ -229,6 +234,8 @@ def _apply(server: Server, data: dict, actor) -> None:
         elif field == "rcon_host":
             check_rcon_host_allowed(actor=actor, new=value, current=server.rcon_host)
             server.rcon_host = value
+        elif field in ANNOUNCEMENT_CHECKS:
+            setattr(server, field, _announcement_value(field, value))
         elif field in _EDITABLE:
             setattr(server, field, value)
 
@@ -271,6 +278,14 @@ def server_warnings(server: Server) -> list[str]:
     elif not any(folder.glob("*.jar")):
         return [f"No .jar file is in the folder {server.directory}: make sure the start command can find the server."]
     return []
+
+
+def _announcement_value(field: str, value):
+    """The front doors check these already; this is the same rule book for any caller."""
+    try:
+        return ANNOUNCEMENT_CHECKS[field](value)
+    except AnnouncementError as exc:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, f"{field}: {exc}", details={field: [str(exc)]}) from None
 
 
 def _check_name_free(*, owner, name: str, exclude_pk=None) -> None:

@@ -95,6 +95,9 @@ class ScheduleInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     compression = serializers.ChoiceField(choices=Compression.choices, required=False, allow_null=True,
                                           help_text="null: the site default")
     encrypt = StrictBooleanField(required=False, allow_null=True, help_text="null: the site default")
+    skip_unchanged = StrictBooleanField(
+        required=False, help_text="Skip a scheduled backup when no player is online and no file changed since "
+                                  "the last successful backup (the record says skipped, and why)")
 
 
     def validate_compression(self, value):
@@ -157,7 +160,7 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "server_id", "server_name", "schedule_type", "schedule_time", "interval_hours",
                   "cron_expression", "description", "time_zone", "retention_days", "keep_last", "keep_hourly",
                   "keep_daily", "keep_weekly", "keep_monthly", "retention_description", "enabled", "compression",
-                  "encrypt", "last_backup", "next_run", "next_runs", "created_at", "updated_at"]
+                  "encrypt", "skip_unchanged", "last_backup", "next_run", "next_runs", "created_at", "updated_at"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -252,8 +255,13 @@ class BackupOutputSerializer(serializers.ModelSerializer):
                   "md5", "quality_score", "quality_level", "status", "trigger", "compression", "encrypted",
                   "duration_seconds", "verification", "verified_at", "rechecked_at", "locked", "error_code",
                   "error_message", "file_count", "world_name", "minecraft_version", "warnings", "started_at",
-                  "finished_at", "progress"]
+                  "finished_at", "progress", "not_before", "skip_reason"]
         read_only_fields = fields
+        extra_kwargs = {
+            "not_before": {"help_text": "A queued backup whose players are being warned starts no earlier "
+                                        "than this (null: no countdown)"},
+            "skip_reason": {"help_text": 'Why a scheduled backup was skipped (status "skipped"); "" otherwise'},
+        }
 
     @extend_schema_field(serializers.DateTimeField())
     def get_created(self, record):

@@ -135,12 +135,15 @@ def _where(path: str) -> str:
 
 # --- sending tasks ----------------------------------------------------------------
 
-def send_task(name: str, *, kwargs: dict, queue: str) -> None:
-    """Sends backups.tasks.<name> to a node's queue, by name."""
-    app.send_task(f"{TASKS}.{name}", kwargs=kwargs, queue=queue)
+def send_task(name: str, *, kwargs: dict, queue: str, countdown: float | None = None) -> None:
+    """Sends backups.tasks.<name> to a node's queue, by name; with a
+    countdown, no worker takes it before that many seconds (a broker-side
+    wait: no worker slot is held meanwhile)."""
+    options = {"countdown": countdown} if countdown else {}
+    app.send_task(f"{TASKS}.{name}", kwargs=kwargs, queue=queue, **options)
 
 
-def queue_after_commit(row, task: str, *, event: str) -> None:
+def queue_after_commit(row, task: str, *, event: str, countdown: float | None = None) -> None:
     """Sends the row's run task once its transaction commits (a worker must
     find the row). When the broker refuses, the queued row is ended at once
     (failed, with the reason) instead of blocking its server for hours; with
@@ -149,7 +152,8 @@ def queue_after_commit(row, task: str, *, event: str) -> None:
 
     def send():
         try:
-            send_task(task, kwargs={_ID_ARG[type(row).__name__]: row.pk}, queue=row.server.node)
+            extra = {"countdown": countdown} if countdown else {}  # the players' countdown (announce.py)
+            send_task(task, kwargs={_ID_ARG[type(row).__name__]: row.pk}, queue=row.server.node, **extra)
             outcome.append(True)
         except Exception as exc:  # noqa: BLE001 — any broker failure means nothing will run it
             message = f"Could not queue the task: the broker did not accept it ({type(exc).__name__})"

@@ -1,12 +1,13 @@
 """What beat runs on its own: the reaper (a worker that died mid-run), the
-disk monitor, and the dead-man check ("no successful backup in 2× the
-schedule's period")."""
+disk monitor, and the dead-man check ("the last two expected runs neither
+succeeded nor were skipped", at most one alert a day per server)."""
 
 import logging
 import os
 import shutil
 from glob import escape as glob_escape
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
@@ -15,7 +16,8 @@ from django.utils import timezone
 
 from backups import events, scheduling, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails, server_subject
-from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSchedule, BackupSettings, RestoreRequest
+from backups.models import (ACTIVE_STATUSES, AlertIncident, BackupRecord, BackupSchedule, BackupSettings,
+                            RestoreRequest)
 from backups.services import lifecycle
 from backups.services.lifecycle import stale_cutoff
 from backups.services.restore_run import restore_recover
@@ -40,7 +42,9 @@ def reap_stale_runs(*, now=None) -> dict:
     cutoff = now - stale_cutoff()
     reaped = {"backups": 0, "restores": 0, "servers_started": 0}
     stale = BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, heartbeat_at__lt=cutoff)
-    never_started = BackupRecord.objects.filter(status=BackupRecord.Status.QUEUED, created_at__lt=now - QUEUED_TOO_LONG)
+    # A run waiting for its players' countdown (not_before) gets the same grace from then on.
+    never_started = BackupRecord.objects.filter(status=BackupRecord.Status.QUEUED, created_at__lt=now - QUEUED_TOO_LONG
+                                                ).exclude(not_before__gte=now - QUEUED_TOO_LONG)
     for record in list(stale.select_related("server")) + list(never_started.select_related("server")):
         running = record.status == BackupRecord.Status.RUNNING
         message = ("The worker running this backup stopped (killed or crashed); no file was kept"
@@ -227,30 +231,50 @@ def disk_check(*, disk_percent: float | None = None) -> float:
     return percent
 
 
+DEAD_MAN_GRACE = timedelta(minutes=15)  # a run due at 03:00 may still be queued or starting at 03:10
+DEAD_MAN_REPEAT = timedelta(hours=24)
+
+
 def dead_man_check(*, now=None) -> list[int]:
-    """Opens an alert for each enabled schedule whose server has had no
-    successful backup for twice the schedule's period."""
+    """Opens an alert for each enabled schedule whose last two expected runs
+    (scheduling.iter_runs) neither succeeded nor were skipped: nothing
+    healthy — a success, or a skip because nothing changed (the last
+    backup still holds the world) — since before both were due, and the
+    second one due more than DEAD_MAN_GRACE ago with no backup of the server
+    under way. Runs expected before the schedule was last changed do not
+    count. At most one alert a day per server: not when a dead-man incident
+    of the server opened in the last 24 hours, even one resolved since."""
     now = now or timezone.now()
     alerted = []
     schedules = BackupSchedule.objects.filter(enabled=True).select_related("server", "server__owner").annotate(
-        last_ok=Max("server__backups__created_at", filter=_succeeded())
+        last_ok=Max("server__backups__created_at", filter=_succeeded()),
+        last_healthy=Max("server__backups__created_at", filter=_healthy()),
     )
+    busy = set(BackupRecord.objects.filter(status__in=ACTIVE_STATUSES).values_list("server_id", flat=True))
     for schedule in schedules:
-        reference = schedule.last_ok or schedule.created_at
-        limit = 2 * scheduling.period(schedule)
-        subject = server_subject(schedule.server)
-        if now - reference > limit:
-            last = schedule.last_ok.isoformat() if schedule.last_ok else "never"
-            if alert_open(kind="dead_man", subject=subject,
-                          title=f"No successful backup of {schedule.server.name}",
-                          body=f"No successful backup of {schedule.server.name} in 2× its {schedule.schedule_type} "
-                               f"period (last successful backup: {last}).",
-                          recipients_extra=owner_emails(schedule.server)):
-                alerted.append(schedule.server.pk)
-                events.log_event("schedule_execution_failure", server=schedule.server, reason="no_successful_backup",
-                                 last_success=last)
-        else:
+        server = schedule.server
+        subject = server_subject(server)
+        since = max(filter(None, (schedule.last_healthy, schedule.created_at, schedule.updated_at)))
+        missed = list(islice(scheduling.iter_runs(schedule, after=since), 2))
+        if len(missed) < 2 or now - missed[1] < DEAD_MAN_GRACE:
             alert_resolve(kind="dead_man", subject=subject)
+            continue
+        if server.pk in busy:  # the second run may still be under way
+            continue
+        if AlertIncident.objects.filter(kind="dead_man", subject=subject, opened_at__gt=now - DEAD_MAN_REPEAT).exists():
+            continue
+        last = schedule.last_ok.isoformat() if schedule.last_ok else "never"
+        missed_words = " and ".join(f"{run:%Y-%m-%d %H:%M}" for run in missed)
+        if alert_open(kind="dead_man", subject=subject, title=f"No successful backup of {server.name}",
+                      body=f"The last two scheduled backups of {server.name} ({missed_words}, "
+                           f"{settings.MCSITE_TIME_ZONE}) neither succeeded nor were skipped "
+                           f"(last successful backup: {last}).",
+                      recipients_extra=owner_emails(server)):
+            # The day counts from the check's own now (the same as the clock's, except in tests).
+            AlertIncident.objects.filter(kind="dead_man", subject=subject, resolved_at__isnull=True).update(opened_at=now)
+            alerted.append(server.pk)
+            events.log_event("schedule_execution_failure", server=server, reason="no_successful_backup",
+                             last_success=last)
     return alerted
 
 
@@ -258,6 +282,15 @@ def _succeeded():
     from django.db.models import Q
 
     return Q(server__backups__status=BackupRecord.Status.SUCCEEDED)
+
+
+def _healthy():
+    """A success (also one retention deleted since) or a skip, not a restore's safety backup."""
+    from django.db.models import Q
+
+    return ((Q(server__backups__status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.SKIPPED])
+             | Q(server__backups__status=BackupRecord.Status.DELETED, server__backups__error_code=""))
+            & ~Q(server__backups__trigger=BackupRecord.Trigger.SAFETY))
 
 
 _LOCAL_ACTIONS = {"start_server_after_lost_run": start_server, "resume_saves": saves_back_on,

@@ -18,7 +18,7 @@ from backups import engine, events, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails, server_subject
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 from backups.services import config as config_service
-from backups.services import lifecycle
+from backups.services import announce, lifecycle
 from backups.services.contents import contents_store
 from backups.services.prechecks import backup_precheck
 from backups.services.retention import retention_apply
@@ -52,8 +52,18 @@ def backup_trigger(*, server: Server, trigger: str = BackupRecord.Trigger.MANUAL
         audit(actor=actor, action="backup.trigger", obj=record, request=request, source=source,
               detail={"server_id": server.pk, "trigger": trigger})
     if enqueue:
-        lifecycle.queue_after_commit(record, "run_backup", event="backup_failed")
+        # Players warned first: the run then waits in the broker, not in a worker.
+        wait = _announce(record, server) if trigger != SAFETY else 0
+        lifecycle.queue_after_commit(record, "run_backup", event="backup_failed", countdown=wait or None)
     return record
+
+
+def _announce(record: BackupRecord, server: Server) -> int:
+    try:
+        return announce.backup_announce(record=record, server=server)
+    except Exception:  # noqa: BLE001 — telling the players never stops a backup
+        logger.exception("announce_failed server_id=%s", server.pk)
+        return 0
 
 
 def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupRecord:
@@ -99,6 +109,8 @@ def backup_run(*, backup_id: int, task_id: str = "", observer=None) -> BackupRec
             if not isinstance(exc, Exception):
                 raise
     record.refresh_from_db()
+    if record.not_before is not None:  # the players were told: say it is over
+        announce.backup_announce_done(backup_id=record.pk)
     return record
 
 
@@ -186,7 +198,7 @@ def _finish(record, server, result, report, *, duration: float) -> None:
     fields.update(
         size_bytes=result.size_bytes, sha256=result.sha256, md5=result.md5, file_count=result.file_count,
         duration_seconds=round(duration, 3), progress_bytes=result.total_bytes, source_bytes=result.total_bytes,
-        warnings=result.warnings(),
+        warnings=[*_earlier_warnings(record), *result.warnings()],
     )
     if lifecycle.is_corrupt(fields["verification"]):
         ended = lifecycle.end(record, status=BackupRecord.Status.FAILED, code=ErrorCode.BACKUP_CORRUPTED,
@@ -252,6 +264,11 @@ def _fail(record: BackupRecord, server: Server | None, exc: BaseException) -> No
 
 
 # --- helpers ------------------------------------------------------------------
+
+def _earlier_warnings(record: BackupRecord) -> list:
+    """Warnings written before the archive (players not told, announce.py)."""
+    return BackupRecord.objects.filter(pk=record.pk).values_list("warnings", flat=True).first() or []
+
 
 def _remember_pid(server: Server, status) -> None:
     Server.objects.filter(pk=server.pk).update(pid=status.pid, pid_create_time=status.create_time)

@@ -11,6 +11,7 @@ SCHEDULE_FIELDS = ("schedule_type", "schedule_time", "interval_hours", "cron_exp
 # Count and grandfather-father-son retention (services/retention.py); None: off.
 RETENTION_COUNT_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 SCHEDULE_FIELDS += RETENTION_COUNT_FIELDS
+SCHEDULE_FIELDS += ("skip_unchanged",)  # services/skipping.py
 
 
 def _apply(schedule: BackupSchedule, data: dict) -> None:

@@ -53,6 +53,15 @@ def verification_summary(record) -> str:
 
 
 @register.filter
+def starts_in(moment) -> str:
+    """A queued backup's not_before in words: "in 42 s", "any moment now"."""
+    from django.utils import timezone
+
+    seconds = int((moment - timezone.now()).total_seconds()) if moment else 0
+    return f"in {seconds} s" if seconds > 0 else "any moment now"
+
+
+@register.filter
 def retention_words(schedule) -> str:
     """A schedule's retention in words: "Keeps 2 days, and one a day for 30 days"."""
     from backups.services.retention import describe_retention

@@ -5,6 +5,7 @@ Run it like the real thing, with the server folder as working directory::
 
     python tests/fakes/fake_minecraft.py [--ignore-stop] [--ignore-sigterm]
         [--crash-after SECONDS] [--hang-rcon] [--startup-delay SECONDS]
+        [--players alice,bob] [--read-only-world]
 
 What it does, as vanilla 1.14 does:
 
@@ -21,6 +22,14 @@ What it does, as vanilla 1.14 does:
   the real chunk IO worker, so ``save-off`` alone does not make the world still:
   ``save-all flush`` drains the queue and only then answers "Saved the game";
 * ``stop`` (RCON or typed on stdin), SIGTERM and SIGINT save and exit 0;
+* ``list`` answers as 1.14 does, "There are 2 of a max 20 players online:
+  alice, bob", with the players of ``--players`` (comma-separated), of
+  ``"players"`` in ``fake-control.json`` when it is there, or of the last
+  ``fake-players alice,bob`` command (empty: nobody; kept until a restart);
+* ``say <text>`` logs ``[Rcon] <text>`` on the console as the real server
+  does (mcsite sends the console to ``logs/mcsite-console.log``, so a test
+  reads what players were told, in order, across the restarts of a stop-mode
+  backup); ``fake-said`` answers the texts said since start as a JSON list;
 * creates a tiny valid world (``level.dat`` + one region file with four zlib
   chunks) when the level folder has no ``level.dat``; a copied real world is
   written to in place too.
@@ -218,6 +227,8 @@ class FakeServer:
         self.stop_requested = threading.Event()
         self.options = self.read_options()
         self.listener: socket.socket | None = None
+        self.players_set: list[str] | None = None  # by `fake-players`
+        self.said: list[str] = []
 
     def read_options(self) -> dict:
         from_file = {}
@@ -226,7 +237,11 @@ class FakeServer:
         except (FileNotFoundError, ValueError):
             pass
         crash_after = from_file.get("crash_after", self.args.crash_after)
+        players = from_file.get("players")
+        if isinstance(players, str):
+            players = [p for p in players.split(",") if p.strip()]
         return {
+            "players": [str(p).strip() for p in players] if isinstance(players, list) else None,
             "ignore_stop": bool(self.args.ignore_stop or from_file.get("ignore_stop")),
             "ignore_sigterm": bool(self.args.ignore_sigterm or from_file.get("ignore_sigterm")),
             "hang_rcon": bool(self.args.hang_rcon or from_file.get("hang_rcon")),
@@ -238,7 +253,17 @@ class FakeServer:
         name, _, rest = command.strip().lstrip("/").partition(" ")
         with self.state_lock:
             if name == "list":
-                return "There are 0 of a max 20 players online: "
+                players = self.players()
+                return f"There are {len(players)} of a max 20 players online: {', '.join(players)}"
+            if name == "say":
+                self.said.append(rest)
+                log(f"[Rcon] {rest}")
+                return ""
+            if name == "fake-said":
+                return json.dumps(self.said)
+            if name == "fake-players":
+                self.players_set = [p.strip() for p in rest.split(",") if p.strip()]
+                return f"Players online: {', '.join(self.players_set) or 'nobody'}"
             if name == "save-off":
                 if not self.saving:
                     return "Saving is already turned off"
@@ -263,6 +288,14 @@ class FakeServer:
             if name == "fake-echo":
                 return rest
             return "Unknown or incomplete command, see below for error" + command + "<--[HERE]"
+
+    def players(self) -> list[str]:
+        from_file = self.read_options()["players"]
+        if from_file is not None:
+            return from_file
+        if self.players_set is not None:
+            return self.players_set
+        return [p.strip() for p in (self.args.players or "").split(",") if p.strip()]
 
     def save(self, flush: bool) -> None:
         with self.state_lock:  # no new writes are queued meanwhile
@@ -411,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--read-only-world", action="store_true",
                         help="never write the world (no autosave, no save at stop): its bytes stay as they are")
+    parser.add_argument("--players", default="", metavar="NAMES",
+                        help="comma-separated names of the players `list` says are online")
     parser.add_argument("nogui", nargs="?", help="accepted and ignored, like the real server")
     args = parser.parse_args(argv)
     server = FakeServer(args)
