@@ -250,3 +250,24 @@ def test_the_api_and_history_show_when_a_counting_down_backup_starts(alice, alic
     client.force_login(alice)
     page = client.get(f"/backup/{server.pk}").content.decode()
     assert re.search(r"Players are being warned · starts in 29\d s", page)
+
+
+def test_a_scheduled_backup_warns_too_and_leaves_the_run_to_a_task(alice, fake_mc, sent,
+                                                                   django_capture_on_commit_callbacks):
+    from backups.services import schedules
+    from backups.services.scheduled import backup_scheduled_run
+
+    server = fake_mc(alice, started=True, flags=("--players", "alice"))
+    server.announce_countdown = "1"
+    server.save()
+    schedule = schedules.backup_schedule_create(
+        server=server, data={"schedule_type": "daily", "schedule_time": dt.time(3, 0)}, actor=alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        record = backup_scheduled_run(schedule_id=schedule.pk)
+    record.refresh_from_db()
+    assert (record.status, record.trigger) == ("queued", "scheduled")  # the beat task did not wait
+    assert sent == [("run_backup", {"backup_id": record.pk}, server.node, 1)]
+    assert said(server) == ["The server stops for a backup in 1 seconds."]
+    record = backup_run(backup_id=record.pk)
+    assert record.status == "succeeded", record.error_message
+    assert said(server)[-1] == "Backup finished."
