@@ -12,6 +12,10 @@ restore, read only from the rows the worker writes (issue #12 item 5).
 * `status_label` is the status in words, for the badge the page keeps in step.
 """
 
+import math
+
+from django.utils import timezone
+
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.templatetags.backup_display import mib_number
 
@@ -61,9 +65,15 @@ def backup_progress(record: BackupRecord) -> dict:
     label, percent, fraction = _backup_moving(record)
     done = record.status not in ACTIVE_STATUSES
     moving = fraction is not None and not done
+    waiting = (record.status == BackupRecord.Status.QUEUED and record.not_before is not None
+               and record.not_before > timezone.now())
     if done:
         percent = 100
         message = _backup_message(record)
+    elif waiting:  # the players' countdown (services/announce.py): the run is sent to start after it
+        seconds = max(1, math.ceil((record.not_before - timezone.now()).total_seconds()))
+        label = "Players are being warned"
+        message = f"Players are being warned · starts in {seconds} s"
     elif moving:
         message = f"{label} · {_bytes_words(record.progress_bytes, record.progress_total)}"
     else:

@@ -20,7 +20,8 @@ class ScheduleInlineForm(ScheduleModelFormMixin, forms.ModelForm):
 
     class Meta:
         model = BackupSchedule
-        fields = ["schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days", "enabled",
+        fields = ["schedule_type", "schedule_time", "interval_hours", "cron_expression", "retention_days",
+                  "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "enabled",
                   "compression", "encrypt", "skip_unchanged"]
 
 

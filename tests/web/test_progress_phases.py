@@ -99,3 +99,16 @@ def test_restore_page_badge_carries_the_hook_the_script_updates(alice_web, alice
     restore = RestoreRequest.objects.get()
     page = alice_web.get(f"/backup/{alices_server.pk}/restores/{restore.pk}").content.decode()
     assert 'data-status-badge' in page and ">Queued<" in page
+
+
+def test_a_backup_waiting_for_the_players_countdown_says_so(alice_web, alices_server):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    alice_web.post(f"/backup/{alices_server.pk}/trigger", HTTP_ACCEPT="application/json")
+    record = BackupRecord.objects.get(server=alices_server)
+    BackupRecord.objects.filter(pk=record.pk).update(not_before=timezone.now() + dt.timedelta(seconds=42))
+    progress = alice_web.get(f"/backup/{alices_server.pk}/backups/{record.pk}/progress").json()
+    assert progress["status_label"] == "Queued" and progress["percent"] == 0
+    assert progress["message"].startswith("Players are being warned · starts in 4"), progress["message"]
