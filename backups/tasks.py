@@ -99,6 +99,29 @@ def remove_lost_backup_file(server_id: int, backup_id: int) -> None:
     maintenance.run_on_this_node("remove_lost_backup_file", server_id=server_id, backup_id=backup_id)
 
 
+@shared_task(bind=True, **LONG_TASK)
+def copy_backup_offsite(self, copy_id: int) -> None:
+    """Sent to the backup's node once it verified (and again after a transient
+    fault, with backoff): stream it to one storage target (issue #13)."""
+    from backups.services.offsite import copy_run
+    copy_run(copy_id=copy_id, task_id=self.request.id or "")
+
+
+@shared_task(**LONG_TASK)
+def recheck_offsite_copy(copy_id: int) -> None:
+    from backups.services.offsite import copy_recheck
+    copy_recheck(copy_id=copy_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_offsite_copies() -> dict:
+    """Deletes copies whose backup was deleted once due; sends the re-checks."""
+    from backups.services.offsite import copies_recheck_sweep, copies_sweep
+    result = copies_sweep()
+    result["rechecks_sent"] = len(copies_recheck_sweep())
+    return result
+
+
 @shared_task(ignore_result=True, acks_late=True)
 def recover_restore(restore_id: int) -> bool:
     """Sent by the reaper to the server's node: put the folder right there."""

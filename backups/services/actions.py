@@ -10,6 +10,7 @@ from backups.models import BackupRecord, BackupSettings
 from backups.services import config as config_service
 from backups.services import lifecycle
 from backups.services.contents import contents_store
+from backups.services.offsite import copies_schedule_delete
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
@@ -87,6 +88,7 @@ def backup_delete(*, record: BackupRecord, actor, request=None, source: str = "a
         if record.locked:
             raise DomainError(ErrorCode.PERMISSION_DENIED, "The backup is locked; unlock it before deleting it")
         storage.remove_backup_file(record)
+        copies_schedule_delete(record, by_age=False)  # its off-site copies go too, after a target's delay
         record.status = BackupRecord.Status.DELETED
         record.deleted_at = timezone.now()
         record.save(update_fields=["status", "deleted_at"])

@@ -20,6 +20,7 @@ from backups.models import (ACTIVE_STATUSES, AlertIncident, BackupRecord, Backup
                             RestoreRequest)
 from backups.services import lifecycle
 from backups.services.lifecycle import stale_cutoff
+from backups.services.offsite import reap_stale_copies
 from backups.services.restore_run import restore_recover
 from backups.services.retention import disk_usage_percent, retention_sweep
 from mcsite.errors import ErrorCode
@@ -87,6 +88,7 @@ def reap_stale_runs(*, now=None) -> dict:
                          only_from=(RestoreRequest.Status.QUEUED,)):
             reaped["restores"] += 1
             events.log_event("restore_failed", server=restore.server, restore_id=restore.pk, code="WORKER_LOST")
+    reaped["copies"] = reap_stale_copies(now=now)  # off-site copies whose worker died: sent again
     remove_orphaned_partials(older_than=cutoff)
     remove_restore_leftovers(older_than=cutoff)
     for node in set(Server.objects.values_list("node", flat=True)) - {settings.MCSITE_NODE}:

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from backups import storage
 from backups.models import BackupRecord
+from backups.services.offsite import copies_schedule_delete
 
 logger = logging.getLogger("mcsite.backups")
 
@@ -26,6 +27,7 @@ def backups_detach_or_delete(*, server, delete_files: bool) -> int:
         for record in records.select_for_update():
             if delete_files and record.status != BackupRecord.Status.DELETED:
                 storage.remove_backup_file(record)
+                copies_schedule_delete(record, by_age=False)  # its off-site copies too (issue #13)
                 record.status = BackupRecord.Status.DELETED
                 record.deleted_at = timezone.now()
             record.server = None

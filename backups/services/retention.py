@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from backups import events, scheduling, storage
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
+from backups.services import offsite
 
 DEFAULT_RETENTION_DAYS = 30
 EMERGENCY_KEEP = 3
@@ -271,9 +272,13 @@ def retention_apply(*, server, disk_percent: float | None = None, now=None) -> l
     with transaction.atomic():
         records = list(BackupRecord.objects.select_for_update().filter(server=server, **_HAS_FILE))
         plan = _plan_for(server, records, policy=policy, disk_percent=disk_percent, now=now)
+        deleted = []
         for decision in plan.deleted:
+            if decision.reason == "emergency" and offsite.drop_local_file(decision.record):
+                continue  # only its local file went: its verified off-site copy keeps it (issue #13)
             _delete(decision.record, reason=decision.reason, policy=policy, disk_percent=disk_percent)
-    return [decision.record for decision in plan.deleted]
+            deleted.append(decision.record)
+    return deleted
 
 
 def retention_preview(*, server, policy: RetentionPolicy | None = None, disk_percent: float | None = None,
@@ -314,6 +319,7 @@ def retention_sweep(*, disk_percent: float | None = None) -> int:
 
 def _delete(record: BackupRecord, *, reason: str, policy: RetentionPolicy, disk_percent: float) -> None:
     storage.remove_backup_file(record)
+    offsite.copies_schedule_delete(record, by_age=True)  # a target may keep it longer (extra_retention_days)
     record.status = BackupRecord.Status.DELETED
     record.deleted_at = timezone.now()
     record.save(update_fields=["status", "deleted_at"])

@@ -20,6 +20,7 @@ from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, Restor
 from backups.services import config as config_service
 from backups.services import announce, lifecycle
 from backups.services.contents import contents_store
+from backups.services.offsite import copies_queue
 from backups.services.prechecks import backup_precheck
 from backups.services.retention import retention_apply
 from mcsite.audit import audit
@@ -241,6 +242,7 @@ def _report_outcome(record: BackupRecord, server: Server) -> None:
         alert_open(kind="verification_failed", subject=subject, title=f"Backup verification failed for {server.name}",
                    body=f"{record.filename}: {', '.join(failed)} failed. Quality {record.quality_score} "
                         f"({record.quality_level}).", recipients_extra=owner_emails(server))
+    copies_queue(record)  # one copy per target of the server's policy, once verified (issue #13)
     retention_apply(server=server)
 
 
