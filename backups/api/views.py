@@ -2,17 +2,18 @@
 thin: they find the caller's own objects (404 otherwise), validate input and
 call a service."""
 
-from django.db.models import OuterRef, Subquery
-from django.http import FileResponse
+from django.db.models import OuterRef, Q, Subquery
+from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
 from backups import storage
 from backups.api import serializers as s
-from backups.models import BackupRecord, BackupSchedule, RestoreRequest
+from backups.models import BackupRecord, BackupSchedule, OffsiteCopy, RestoreRequest
 from backups.selectors import backup_status
-from backups.services import actions, restores, retention, runs, schedules
+from backups.services import actions, copy_source, restores, retention, runs, schedules
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
 from mcsite.api.throttling import UserRateThrottle  # keyed on the site's client-address rule
@@ -174,13 +175,14 @@ class HistoryView(ServerScopedView):
 class AvailableView(ServerScopedView):
     serializer_class = s.BackupOutputSerializer
 
-    @extend_schema(summary="Backups that can be restored (succeeded, file present)",
+    @extend_schema(summary="Backups that can be restored (succeeded, file present or a verified off-site copy)",
                    responses={200: s.BackupOutputSerializer(many=True)})
     def get(self, request, server_id):
         records = (BackupRecord.objects.filter(server=self.server(), status=BackupRecord.Status.SUCCEEDED)
-                   .exclude(storage_path="").order_by("-created_at", "-id"))
+                   .filter(~Q(storage_path="") | Q(copies__status=OffsiteCopy.Status.VERIFIED)).distinct()
+                   .order_by("-created_at", "-id"))
         page = self.paginate_queryset(records)
-        present = [r for r in page if storage.file_present(r)]
+        present = [r for r in page if copy_source.available(r)]
         return self.get_paginated_response(s.BackupOutputSerializer(present, many=True).data)
 
 
@@ -278,10 +280,17 @@ class BackupUnlockView(BackupLockView):
     locked = False
 
 
+_FROM_COPY = ("When the local file is gone (dropped by emergency cleanup, or a record rebuilt by import_backups), "
+              "the backup is served from a verified off-site copy: a redirect to a signed URL valid 5 minutes for "
+              "S3, the bytes streamed through for a folder or SFTP target.")
+
+
 class BackupDownloadView(BackupDetailView):
     http_method_names = ["get", "head", "options"]
     @extend_schema(summary="Download the backup file (streamed)",
-                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file")})
+                   description=_FROM_COPY,
+                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file"),
+                              302: OpenApiResponse(description="A 5-minute signed URL of its S3 copy")})
     def get(self, request, server_id, backup_id):
         return _download(request, self.record())
 
@@ -289,11 +298,29 @@ class BackupDownloadView(BackupDetailView):
 def _download(request, record: BackupRecord):
     from mcsite.audit import audit
 
-    if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
+    if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
-    audit(actor=request.user, action="backup.download", obj=record, request=request)
-    return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
-                        filename=record.filename, content_type="application/octet-stream")
+    if storage.file_present(record):
+        audit(actor=request.user, action="backup.download", obj=record, request=request)
+        return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
+                            filename=record.filename, content_type="application/octet-stream")
+    # The local file is gone: from a verified off-site copy (issue #13) — S3 redirects
+    # to a 5-minute signed URL, a folder or SFTP target is streamed through.
+    source = copy_source.source_for(record)
+    if source is None:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+    url = copy_source.signed_url(source.copy, filename=record.filename)
+    audit(actor=request.user, action="backup.download", obj=record, request=request,
+          detail={"from_target": source.copy.target.name, "redirect": bool(url)})
+    if url:
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "no-store"
+        return response
+    stream = copy_source.CopyStream(source.copy)
+    response = StreamingHttpResponse(stream, content_type="application/octet-stream")
+    response["Content-Length"] = str(stream.size)
+    response["Content-Disposition"] = content_disposition_header(True, record.filename)
+    return response
 
 
 # --- restores ------------------------------------------------------------------------
@@ -408,6 +435,8 @@ class DetachedDownloadView(DetachedDetailView):
     http_method_names = ["get", "head", "options"]
 
     @extend_schema(summary="Download a backup of a deleted server (streamed)",
-                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file")})
+                   description=_FROM_COPY,
+                   responses={(200, "application/octet-stream"): OpenApiResponse(description="The backup file"),
+                              302: OpenApiResponse(description="A 5-minute signed URL of its S3 copy")})
     def get(self, request, backup_id):
         return _download(request, self.record())

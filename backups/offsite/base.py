@@ -181,8 +181,9 @@ class Target(ABC):
             raise OffsiteError(TOO_LARGE, f"{remote_name} is larger than {SMALL_LIMIT} bytes")
         return data
 
-    def signed_url(self, remote_name: str, expires: int = 300) -> str | None:
-        """A short-lived URL that downloads the copy without credentials (S3 only)."""
+    def signed_url(self, remote_name: str, expires: int = 300, filename: str | None = None) -> str | None:
+        """A short-lived URL that downloads the copy without credentials (S3
+        only); with ``filename`` the download is saved under that name."""
         return None
 
     # -- the "test this target" action ---------------------------------------

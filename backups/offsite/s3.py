@@ -443,9 +443,15 @@ class S3Target(Target):
                                            modified=modified.astimezone(dt.timezone.utc) if modified else None))
         return sorted(entries, key=lambda e: e.name)
 
-    def signed_url(self, remote_name, expires=300) -> str:
+    def signed_url(self, remote_name, expires=300, filename=None) -> str:
         self._key(remote_name)
-        return self._call(f"signing a URL for {remote_name}", self.storage.url, remote_name, expire=int(expires))
+        parameters = None
+        if filename:  # the browser saves it under the backup's own name, not the key's
+            safe = "".join(c for c in str(filename) if c.isprintable() and c not in '"\\/')
+            parameters = {"ResponseContentDisposition": f'attachment; filename="{safe}"',
+                          "ResponseContentType": "application/octet-stream"}
+        return self._call(f"signing a URL for {remote_name}", self.storage.url, remote_name, parameters=parameters,
+                          expire=int(expires))
 
 
 def _same_checksum(remote: str, expected: str) -> bool:
