@@ -363,3 +363,4 @@ def _restrict_celery_beat_admin(site=admin.site) -> None:
 _restrict_celery_beat_admin()
 
 from backups import admin_alerts  # noqa: E402,F401  (alert channels, issue #12: registers its admin)
+from backups import admin_offsite  # noqa: E402,F401  (storage targets and copies, issue #13)

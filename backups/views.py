@@ -10,6 +10,7 @@ import math
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors
 from backups.forms import ScheduleForm
-from backups.models import BackupRecord, BackupSettings, RestoreRequest
+from backups.models import BackupRecord, BackupSettings, OffsiteCopy, RestoreRequest
 from backups.progress_display import backup_progress, restore_progress, restore_step_labels
 from backups.services import actions, restores, retention, schedules
 from backups.services.runs import backup_trigger
@@ -108,7 +109,9 @@ def _page_context(request, server, schedule_form=None) -> dict:
         "active_backup": status["running_backup"],
         "active_progress": backup_progress(status["running_backup"]) if status["running_backup"] else None,
         "active_restore": status["running_restore"],
-        "history": records.select_related("requested_by")[:HISTORY_LIMIT],
+        "history": records.select_related("requested_by").prefetch_related(Prefetch(
+            "copies", queryset=OffsiteCopy.objects.select_related("target").order_by("target__name")
+        ))[:HISTORY_LIMIT],
         "restores": RestoreRequest.objects.filter(server=server).select_related("backup")[:10],
         "size_chart": line_chart([(r["created_at"], (r["size_bytes"] or 0) / 2**20) for r in trend], unit="MiB"),
         "duration_chart": line_chart([(r["created_at"], r["duration_seconds"] or 0) for r in trend], unit="s"),

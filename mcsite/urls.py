@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
 from backups.api.alerts import AlertPreferencesView
+from backups.api import targets as targets_api
 from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
 from mcsite.api.tokens import TokenRotateView
@@ -24,6 +25,11 @@ api_patterns = [
             name="api-docs"),
     path("backups/", include("backups.api.urls")),
     re_path(r"^alerts/preferences/?$", AlertPreferencesView.as_view(), name="api-alert-preferences"),
+    re_path(r"^storage-targets/?$", targets_api.StorageTargetListView.as_view(), name="api-storage-targets"),
+    re_path(r"^storage-targets/(?P<target_id>[0-9]+)/?$", targets_api.StorageTargetDetailView.as_view(),
+            name="api-storage-target"),
+    re_path(r"^storage-targets/(?P<target_id>[0-9]+)/test/?$", targets_api.StorageTargetTestView.as_view(),
+            name="api-storage-target-test"),
     path("", include(router.urls)),
 ]
 

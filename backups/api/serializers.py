@@ -1,12 +1,13 @@
 import re
 
 from django.conf import settings
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backups import scheduling, verification_display
-from backups.models import BackupRecord, BackupSchedule, Compression, RestoreRequest
+from backups.models import BackupRecord, BackupSchedule, Compression, OffsiteCopy, RestoreRequest
 from backups.services.retention import describe_retention
 from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
 
@@ -237,6 +238,27 @@ class VerificationSerializer(serializers.Serializer):
                                     help_text="checksum, archive_integrity, world_validation, restore_test")
 
 
+class OffsiteCopyOutputSerializer(serializers.ModelSerializer):
+    """A backup's copy on one storage target (issue #13)."""
+
+    target = serializers.CharField(source="target.name", help_text="The storage target's name")
+
+    class Meta:
+        model = OffsiteCopy
+        fields = ["target", "status", "error_code", "error_message", "verified_at", "size_bytes"]
+        read_only_fields = fields
+
+
+class BackupListSerializer(serializers.ListSerializer):
+    """Lists fetch every row's copies in one query, whatever the rows."""
+
+    def to_representation(self, data):
+        items = list(data.all() if hasattr(data, "all") else data)
+        prefetch_related_objects(items, Prefetch("copies", queryset=OffsiteCopy.objects.select_related("target")
+                                                 .order_by("target__name")))
+        return super().to_representation(items)
+
+
 class BackupOutputSerializer(serializers.ModelSerializer):
     """The seed's Backup Object plus SPEC §10's fields; never a filesystem path."""
 
@@ -248,14 +270,16 @@ class BackupOutputSerializer(serializers.ModelSerializer):
     checksum = serializers.SerializerMethodField()
     verification = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
+    copies = serializers.SerializerMethodField(help_text="Its off-site copies, one per storage target")
 
     class Meta:
         model = BackupRecord
+        list_serializer_class = BackupListSerializer
         fields = ["id", "server_id", "server_name", "filename", "size", "size_mb", "created", "age_days", "checksum",
                   "md5", "quality_score", "quality_level", "status", "trigger", "compression", "encrypted",
                   "duration_seconds", "verification", "verified_at", "rechecked_at", "locked", "error_code",
                   "error_message", "file_count", "world_name", "minecraft_version", "warnings", "started_at",
-                  "finished_at", "progress", "not_before", "skip_reason"]
+                  "finished_at", "progress", "not_before", "skip_reason", "copies"]
         read_only_fields = fields
         extra_kwargs = {
             "not_before": {"help_text": "A queued backup whose players are being warned starts no earlier "
@@ -285,6 +309,15 @@ class BackupOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, record):
         return progress_of(record) if record.is_active else None
+
+    @extend_schema_field(OffsiteCopyOutputSerializer(many=True))
+    def get_copies(self, record):
+        if not record.pk:
+            return []
+        prefetched = "copies" in getattr(record, "_prefetched_objects_cache", {})
+        copies = (record.copies.all() if prefetched
+                  else record.copies.select_related("target").order_by("target__name"))
+        return OffsiteCopyOutputSerializer(copies, many=True).data
 
 
 class RestoreOutputSerializer(serializers.ModelSerializer):

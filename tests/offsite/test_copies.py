@@ -173,3 +173,30 @@ def test_the_reaper_sends_a_copy_whose_worker_died_again_and_it_then_verifies(tm
     assert copy.status == "verified" and copy.attempts == 2
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert json.loads(client.get_object(Bucket=s3_bucket, Key=name + ".json")["Body"].read())["sha256"] == record.sha256
+
+
+def test_the_api_and_the_history_page_show_each_copy_with_its_failure_reason(tmp_path, server, alice_api, alice):
+    good = local_target(tmp_path, "second-disk")
+    bad = make_target("gone-share", "local", {"path": str(tmp_path / "not-mounted")})
+    record = take_backup(server)
+    for copy in OffsiteCopy.objects.filter(backup=record):
+        run_copy(copy)
+    response = alice_api.get(f"/api/backups/{server.pk}/history")
+    assert response.status_code == 200
+    copies = response.json()["data"][0]["copies"]
+    by_target = {c["target"]: c for c in copies}
+    assert by_target[good.name]["status"] == "verified" and by_target[good.name]["size_bytes"] == record.size_bytes
+    assert by_target[bad.name]["status"] in ("failed", "pending") and by_target[bad.name]["error_code"]
+    assert by_target[bad.name]["error_message"]
+    detail = alice_api.get(f"/api/backups/{server.pk}/backups/{record.pk}").json()
+    assert {c["target"] for c in detail["data"]["copies"]} == {good.name, bad.name}
+    # The history row on the web page says the same, with the reason.
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(alice)
+    page = browser.get(f"/backup/{server.pk}/").content.decode()
+    assert f"{good.name}: Verified" in page
+    bad_copy = OffsiteCopy.objects.get(target=bad)
+    assert f"{bad.name}: {bad_copy.get_status_display().capitalize()}" in page
+    assert bad_copy.error_code in page

@@ -114,3 +114,31 @@ def test_emergency_cleanup_drops_only_local_files_of_backups_with_a_verified_cop
     with_copy.refresh_from_db()
     assert with_copy.status == "succeeded"
     assert target.copies.filter(status="verified").count() == 1
+
+
+def test_the_weekly_recheck_reads_copies_back_and_alerts_on_a_mismatch(tmp_path, server):
+    from backups.models import AlertIncident, BackupSettings
+    from backups.tasks import recheck_offsite_copy
+
+    target = local_target(tmp_path)
+    record, copy = copied(server)
+    good_record, good = copied(server)
+    config = BackupSettings.load()
+    assert config.recheck_days
+    assert offsite.copies_recheck_sweep() == []  # verified just now: not due
+    OffsiteCopy.objects.filter(pk__in=[copy.pk, good.pk]).update(
+        verified_at=timezone.now() - timedelta(days=config.recheck_days + 1))
+    assert sorted(offsite.copies_recheck_sweep()) == sorted([copy.pk, good.pk])
+
+    remote_file = tmp_path / "second-disk" / copy.remote_name
+    data = bytearray(remote_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # bit rot on the target, same size
+    remote_file.write_bytes(bytes(data))
+    for pk in (copy.pk, good.pk):
+        recheck_offsite_copy.apply(kwargs={"copy_id": pk})
+    copy.refresh_from_db()
+    good.refresh_from_db()
+    assert (copy.status, copy.error_code) == ("failed", "CHECKSUM_MISMATCH") and copy.rechecked_at
+    assert good.status == "verified" and good.rechecked_at
+    assert AlertIncident.objects.filter(kind="offsite_copy_failed", subject=f"target:{target.pk}").count() == 1
+    assert offsite.copies_recheck_sweep() == []  # both checked now

@@ -7,6 +7,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from backups.services.targets import default_target_sync
+
 SYSTEM_TASKS = {
     "system:reap-stale-runs": ("backups.tasks.reap_stale_runs", 1, IntervalSchedule.MINUTES),
     "system:check-disk-usage": ("backups.tasks.check_disk_usage", 10, IntervalSchedule.MINUTES),
@@ -33,3 +35,6 @@ class Command(BaseCommand):
             removed = stale.count()
             stale.delete()
         self.stdout.write(f"{len(SYSTEM_TASKS)} system tasks registered, {removed} obsolete removed")
+        default = default_target_sync()  # MCSITE_OFFSITE_DEFAULT (issue #13)
+        if default is not None:
+            self.stdout.write(f"Storage target '{default.name}' ({default.kind}) set from MCSITE_OFFSITE_DEFAULT")
