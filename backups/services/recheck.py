@@ -45,7 +45,8 @@ def recheck_candidates(*, now=None, config: BackupSettings | None = None):
     if not config.recheck_days:
         return BackupRecord.objects.none()
     cutoff = (now or timezone.now()) - timedelta(days=config.recheck_days)
-    return (BackupRecord.objects.filter(status__in=STORED).exclude(storage_path="").exclude(filename="")
+    return (BackupRecord.objects.filter(status__in=STORED, local_removed_at__isnull=True)  # else: its copy's re-check
+            .exclude(storage_path="").exclude(filename="")
             .annotate(last_check=Coalesce("rechecked_at", "verified_at", "finished_at", "created_at"))
             .filter(last_check__lt=cutoff)
             .select_related("server")

@@ -142,3 +142,23 @@ def test_the_weekly_recheck_reads_copies_back_and_alerts_on_a_mismatch(tmp_path,
     assert good.status == "verified" and good.rechecked_at
     assert AlertIncident.objects.filter(kind="offsite_copy_failed", subject=f"target:{target.pk}").count() == 1
     assert offsite.copies_recheck_sweep() == []  # both checked now
+
+
+def test_a_backup_kept_only_by_its_copy_is_not_rechecked_as_a_lost_local_file(tmp_path, server):
+    """After emergency cleanup dropped its local file, the daily local
+    re-check must not take the missing file for a lost backup."""
+    from backups.models import AlertIncident, BackupSettings
+    from backups.services.recheck import recheck_candidates
+
+    local_target(tmp_path)
+    record, copy = copied(server)
+    for _ in range(4):
+        take_backup(server)
+    OffsiteCopy.objects.exclude(backup=record).delete()
+    retention_apply(server=server, disk_percent=95)
+    record.refresh_from_db()
+    assert record.local_removed_at is not None
+    config = BackupSettings.load()
+    BackupRecord.objects.update(verified_at=timezone.now() - timedelta(days=config.recheck_days + 1))
+    assert record.pk not in [r.pk for r in recheck_candidates()]
+    assert not AlertIncident.objects.filter(kind="backup_recheck_failed").exists()
