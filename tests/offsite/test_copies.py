@@ -200,3 +200,32 @@ def test_the_api_and_the_history_page_show_each_copy_with_its_failure_reason(tmp
     bad_copy = OffsiteCopy.objects.get(target=bad)
     assert f"{bad.name}: {bad_copy.get_status_display().capitalize()}" in page
     assert bad_copy.error_code in page
+
+
+def test_the_copy_task_goes_to_the_servers_node_queue_once_the_backup_committed(
+        tmp_path, server, django_capture_on_commit_callbacks):
+    """Sent by name through the broker (memory:// in tests), to the queue of
+    the node whose disk holds the backup."""
+    from kombu.simple import SimpleQueue
+
+    from mcsite.celery import app
+
+    local_target(tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        record = take_backup(server)
+    copy = OffsiteCopy.objects.get(backup=record)
+    with app.connection_for_read() as connection:
+        queue = SimpleQueue(connection, server.node)
+        try:
+            bodies = []
+            while True:
+                try:
+                    message = queue.get(timeout=0.5)
+                except queue.Empty:
+                    break
+                message.ack()
+                bodies.append((message.headers.get("task"), message.decode()))
+        finally:
+            queue.close()
+    sent = [body for task, body in bodies if task == "backups.tasks.copy_backup_offsite"]
+    assert len(sent) == 1 and sent[0][1] == {"copy_id": copy.pk}

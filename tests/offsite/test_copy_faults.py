@@ -207,3 +207,32 @@ def test_a_full_remote_disk_is_no_space_and_the_local_backup_stays(server, tmp_p
     assert_local_untouched(record)
     assert run_copy(copy).status == "verified"
     assert target.copies.get().remote_name.endswith("/" + record.filename)
+
+
+def test_a_transient_fault_sends_the_task_again_with_a_growing_countdown(server, django_capture_on_commit_callbacks):
+    from datetime import datetime, timezone
+
+    from kombu.simple import SimpleQueue
+
+    from mcsite.celery import app
+
+    s3_target(type("Gone", (), {"url": f"http://127.0.0.1:{free_port()}"})(), "nowhere")
+    record = take_backup(server)
+    copy = OffsiteCopy.objects.get(backup=record)
+    waits = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            sent_at = datetime.now(timezone.utc)
+            copy = run_copy(copy)
+        with app.connection_for_read() as connection:
+            queue = SimpleQueue(connection, server.node)
+            try:
+                message = queue.get(timeout=2)
+                message.ack()
+            finally:
+                queue.close()
+        assert message.headers["task"] == "backups.tasks.copy_backup_offsite"
+        assert message.decode()[1] == {"copy_id": copy.pk}
+        waits.append((datetime.fromisoformat(message.headers["eta"]) - sent_at).total_seconds())
+    assert 55 < waits[0] < 65 and 115 < waits[1] < 125  # 1 min, then 2 min
+    assert copy.status == "pending" and "trying again in 2 min" in copy.error_message
