@@ -60,8 +60,9 @@ def _rows(servers) -> list[dict]:
 @login_required
 def server_list(request):
     servers = Server.objects.for_user(request.user)
+    # Kept with their file, or only as a verified off-site copy (restorable and downloadable from it).
     kept = (BackupRecord.objects.for_user(request.user).filter(server__isnull=True, status__in=_STORED)
-            .exclude(storage_path="").order_by("-created_at")[:100])
+            .filter(~Q(storage_path="") | Q(copies__status="verified")).distinct().order_by("-created_at")[:100])
     return render(request, "servers/server_list.html", {
         "rows": _rows(servers),
         "disk": disk_usage(),

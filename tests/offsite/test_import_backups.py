@@ -180,3 +180,18 @@ def test_unknown_target_or_owner_is_exit_code_2(db):
     with pytest.raises(CommandError) as caught:
         run("--target", "somewhere")
     assert caught.value.returncode == 1
+
+
+def test_a_kept_backup_only_on_a_target_is_listed_on_the_servers_page(alice, client, make_server, take_backup,  # noqa: F811
+                                                                       tmp_path, request):
+    from servers.services import server_delete
+
+    server = make_server(alice, "creative")
+    record = take_backup(server)
+    copy_to(record, target_row(request, "local", tmp_path))
+    server_delete(server=server, delete_backups=False, actor=alice)
+    storage.absolute_path(record.storage_path).unlink()
+    BackupRecord.objects.filter(pk=record.pk).update(storage_path="")
+    client.force_login(alice)
+    page = client.get("/servers/").content.decode()
+    assert record.filename in page and f"/api/backups/detached/{record.pk}/download" in page

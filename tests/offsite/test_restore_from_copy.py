@@ -238,3 +238,19 @@ def test_a_full_disk_refuses_a_restore_from_a_copy_before_anything_moves(alice, 
     assert sorted(p.name for p in server.path.parent.iterdir()) == [server.path.name]
     copy.refresh_from_db()
     assert copy.status == "verified"
+
+
+def test_the_restore_page_says_which_target_it_reads_from(alice, client, make_server, take_backup, tmp_path,  # noqa: F811
+                                                          request):
+    from django.urls import reverse
+
+    from tests.offsite.copies import target_row
+
+    server = make_server(alice)
+    record = take_backup(server)
+    copy_to(record, target_row(request, "local", tmp_path))
+    drop_local_file(record)
+    client.force_login(alice)
+    page = client.get(reverse("restore", args=[server.pk]) + f"?backup={record.filename}")
+    assert page.status_code == 200
+    assert "it will be read from its verified copy on target offsite-local" in page.content.decode()
