@@ -115,11 +115,16 @@ def recheck_offsite_copy(copy_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def sweep_offsite_copies() -> dict:
-    """Deletes copies whose backup was deleted once due; sends the re-checks."""
-    from backups.services.offsite import copies_recheck_sweep, copies_sweep
-    result = copies_sweep()
-    result["rechecks_sent"] = len(copies_recheck_sweep())
-    return result
+    """Deletes the copies of deleted backups once due (delay, Object Lock)."""
+    from backups.services.offsite import copies_sweep
+    return copies_sweep()
+
+
+@shared_task(ignore_result=True)
+def recheck_offsite_copies() -> list:
+    """Daily: sends the re-checks of the verified copies checked longest ago."""
+    from backups.services.offsite import copies_recheck_sweep
+    return copies_recheck_sweep()
 
 
 @shared_task(ignore_result=True, acks_late=True)

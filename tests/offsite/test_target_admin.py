@@ -156,6 +156,9 @@ def test_the_default_target_comes_from_the_environment(monkeypatch, tmp_path, mo
     folder.mkdir()
     monkeypatch.setenv("MCSITE_OFFSITE_DEFAULT", f"file://{folder}")
     call_command("register_system_tasks")
+    from django_celery_beat.models import PeriodicTask
+    assert set(PeriodicTask.objects.filter(name__contains="offsite").values_list("task", flat=True)) == {
+        "backups.tasks.sweep_offsite_copies", "backups.tasks.recheck_offsite_copies"}
     target = StorageTarget.objects.get(name="default")
     assert (target.kind, target.settings, target.is_default) == ("local", {"path": str(folder)}, True)
 

@@ -16,6 +16,7 @@ SYSTEM_TASKS = {
     "system:check-dead-man": ("backups.tasks.check_dead_man", 30, IntervalSchedule.MINUTES),
     "system:recheck-backups": ("backups.tasks.recheck_backups", 1, IntervalSchedule.DAYS),
     "system:sweep-offsite-copies": ("backups.tasks.sweep_offsite_copies", 1, IntervalSchedule.HOURS),
+    "system:recheck-offsite-copies": ("backups.tasks.recheck_offsite_copies", 1, IntervalSchedule.DAYS),
 }
 
 
