@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import urllib.request
+import uuid
 
 import boto3
 import pytest
@@ -27,10 +28,13 @@ def server(alice, make_server):
 
 @pytest.fixture
 def own_moto():
-    """An S3 server of this test's own, so killing it disturbs no other test."""
+    """An S3 server of this test's own, so killing it disturbs no other test.
+    moto keeps one S3 state per process, shared by every server in it: the
+    bucket gets a name of its own too."""
     server = MotoS3(free_port())
     server.start()
-    server.client().create_bucket(Bucket="copies")
+    server.bucket = f"copies-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=server.bucket)
     yield server
     try:
         server.kill()
@@ -131,7 +135,7 @@ def test_s3_killed_mid_upload_is_retried_with_backoff_and_leaves_no_unfinished_u
     folder = storage.backup_root().parent / "servers" / server.directory
     with open(folder / "world" / "noise.bin", "wb") as fh:
         fh.write(os.urandom(24 << 20))
-    target = s3_target(own_moto, "copies", concurrency=1)
+    target = s3_target(own_moto, own_moto.bucket, concurrency=1)
     record = take_backup(server)
     copy = OffsiteCopy.objects.get(backup=record)
 
@@ -141,8 +145,8 @@ def test_s3_killed_mid_upload_is_retried_with_backoff_and_leaves_no_unfinished_u
         client = own_moto.client()
         while not stop.is_set():
             try:
-                uploads = client.list_multipart_uploads(Bucket="copies").get("Uploads", [])
-                if uploads and client.list_parts(Bucket="copies", Key=uploads[0]["Key"],
+                uploads = client.list_multipart_uploads(Bucket=own_moto.bucket).get("Uploads", [])
+                if uploads and client.list_parts(Bucket=own_moto.bucket, Key=uploads[0]["Key"],
                                                  UploadId=uploads[0]["UploadId"]).get("Parts"):
                     own_moto.kill()
                     return
@@ -164,10 +168,10 @@ def test_s3_killed_mid_upload_is_retried_with_backoff_and_leaves_no_unfinished_u
     assert_local_untouched(record)
 
     own_moto.restart()
-    assert len(unfinished(own_moto, "copies")) == 1
+    assert len(unfinished(own_moto, own_moto.bucket)) == 1
     copy = run_copy(copy)  # the re-sent task, after its countdown
     assert copy.status == "verified" and copy.attempts == 2 and copy.upload_state is None
-    assert unfinished(own_moto, "copies") == []
+    assert unfinished(own_moto, own_moto.bucket) == []
     assert copy.sha256 == record.sha256
 
 
