@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from backups import alerts
+from backups.admin import SuperuserOnlyAdminMixin as SuperuserOnly
 from backups.models import AlertChannel
 from backups.services import alert_settings
 from mcsite.errors import DomainError
@@ -50,21 +51,14 @@ class AlertChannelForm(forms.ModelForm):
         return data
 
 
-class SuperuserOnly:
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def has_add_permission(self, request, *args):
-        return self.has_module_permission(request)
-
-    def has_change_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_module_permission(request)
+def last_test_html(obj, *, ok_word: str, css: str):
+    """When a channel or target was last tested and how it went (admin pages)."""
+    if obj is None or obj.last_test_at is None:
+        return "never tested"
+    when = obj.last_test_at.strftime("%Y-%m-%d %H:%M %Z")
+    if obj.last_test_ok:
+        return format_html('<span class="{}-test-ok">{}</span> {}', css, ok_word, when)
+    return format_html('<span class="{}-test-failed">Failed</span> {}: {}', css, when, obj.last_test_error)
 
 
 @admin.register(AlertChannel)
@@ -82,12 +76,7 @@ class AlertChannelAdmin(SuperuserOnly, admin.ModelAdmin):
 
     @admin.display(description="last test")
     def last_test_display(self, obj):
-        if obj is None or obj.last_test_at is None:
-            return "never tested"
-        when = obj.last_test_at.strftime("%Y-%m-%d %H:%M %Z")
-        if obj.last_test_ok:
-            return format_html('<span class="alert-test-ok">Delivered</span> {}', when)
-        return format_html('<span class="alert-test-failed">Failed</span> {}: {}', when, obj.last_test_error)
+        return last_test_html(obj, ok_word="Delivered", css="alert")
 
     def save_model(self, request, obj, form, change):
         try:

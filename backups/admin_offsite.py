@@ -10,11 +10,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from backups.admin import BackupRecordAdmin
-from backups.admin_alerts import SuperuserOnly
+from backups.admin_alerts import SuperuserOnly, last_test_html
 from backups.models import OffsiteCopy, ServerCopyPolicy, StorageTarget
 from backups.services import targets as target_service
 from mcsite.errors import DomainError
@@ -175,12 +174,7 @@ class StorageTargetAdmin(SuperuserOnly, admin.ModelAdmin):
 
     @admin.display(description="last test")
     def last_test_display(self, obj):
-        if obj is None or obj.last_test_at is None:
-            return "never tested"
-        when = obj.last_test_at.strftime("%Y-%m-%d %H:%M %Z")
-        if obj.last_test_ok:
-            return format_html('<span class="target-test-ok">Passed</span> {}', when)
-        return format_html('<span class="target-test-failed">Failed</span> {}: {}', when, obj.last_test_error)
+        return last_test_html(obj, ok_word="Passed", css="target")
 
     def save_model(self, request, obj, form, change):
         pass  # the form saved it through target_save (checked and sealed)
