@@ -82,6 +82,13 @@ def load_keys_file(path: str) -> list[EncryptionSpec]:
         raise UsageError(f"cannot read the keys file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(f"the keys file {path} is not JSON: {exc}") from None
+    return specs_from_document(doc, where=path)
+
+
+def specs_from_document(doc, *, where: str) -> list[EncryptionSpec]:
+    """The secrets of an export document already read (``load_keys_file``;
+    ``manage.py import_keys``), current first. UsageError names the problem."""
+    path = where
     if not isinstance(doc, dict) or doc.get("format") != KEYS_FORMAT or not isinstance(doc.get("keys"), list):
         raise UsageError(f"{path} is not an mcsite keys export (format {KEYS_FORMAT!r} with a 'keys' list)")
     if not isinstance(doc.get("version"), int) or doc["version"] > KEYS_VERSION:

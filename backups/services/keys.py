@@ -97,3 +97,51 @@ def export_needed(config: BackupSettings | None = None) -> bool:
     if config.keys_exported_at is None:
         return True
     return config.keys_changed_at is not None and config.keys_changed_at > config.keys_exported_at
+
+
+def keys_import(document: dict, *, actor=None, source: str = "python") -> dict:
+    """Loads a keys export into this site (a new install after the old host
+    was lost). Every secret the site does not know joins its keyring, so
+    backups encrypted with it decrypt again; when the site has no current
+    secret of its own, the export's current one becomes it and encryption is
+    on or off as the export says. A site's own current secret is never
+    replaced. Idempotent. Returns {"added": [fingerprints], "current": fp}.
+    Raises DomainError for a document that is not an export (nothing changes)."""
+    from backups.engine.cli import UsageError, specs_from_document
+    from backups.services.config import _retire_current_secret  # one way to put a secret in the keyring
+
+    try:
+        specs = specs_from_document(document, where="the keys file")
+    except UsageError as exc:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, str(exc)) from None
+    entries = list(zip(document["keys"], specs))
+    added = []
+    with transaction.atomic():
+        config = BackupSettings.objects.select_for_update().get(pk=BackupSettings.load().pk)
+        known = {config.encryption_fingerprint} | {e.get("fingerprint") for e in config.keyring}
+        now = timezone.now()
+        for position, (entry, spec) in enumerate(entries):
+            if spec.fingerprint in known:
+                continue
+            if not config.encryption_secret_sealed and position == 0 and entry.get("current", True):
+                config.kdf_iterations = spec.iterations if spec.mode_name == "password" else config.kdf_iterations
+                config.set_encryption_secret(spec.mode_name, entry["secret"], spec.fingerprint)
+                config.encryption_enabled = bool(document.get("encryption_enabled", True))
+            else:
+                current = (config.encryption_mode, config.encryption_secret_sealed, config.encryption_fingerprint,
+                           config.kdf_iterations)
+                # Put it in the keyring the way a retired secret goes there, then restore the current one.
+                config.set_encryption_secret(spec.mode_name, entry["secret"], spec.fingerprint)
+                config.kdf_iterations = spec.iterations if spec.mode_name == "password" else current[3]
+                _retire_current_secret(config)
+                (config.encryption_mode, config.encryption_secret_sealed, config.encryption_fingerprint,
+                 config.kdf_iterations) = current
+            known.add(spec.fingerprint)
+            added.append(spec.fingerprint)
+        if added:
+            # The secrets came from an export, which exists: no reason to ask for a new one.
+            config.keys_changed_at = config.keys_exported_at = now
+        config.save()
+        audit(actor=actor, action="settings.keys_import", obj=config, source=source,
+              detail={"added": added, "current": config.encryption_fingerprint})
+    return {"added": added, "current": config.encryption_fingerprint}

@@ -29,8 +29,14 @@ class Command(BaseCommand):
         parser.add_argument("--server", help="only this server's copies (name, folder or id)")
         parser.add_argument("--owner", help="username that owns copies of servers that no longer exist")
         parser.add_argument("--dry-run", action="store_true", help="only say what would be imported")
+        parser.add_argument("--keys-file", help="a keys export (export_keys) to load first, so that encrypted "
+                                                "backups decrypt here (as import_keys does)")
 
-    def handle(self, *args, target, server=None, owner=None, dry_run=False, **options):
+    def handle(self, *args, target, server=None, owner=None, dry_run=False, keys_file=None, **options):
+        if keys_file and not dry_run:
+            from backups.management.commands.import_keys import load_export
+
+            load_export(self, keys_file)
         row = StorageTarget.objects.filter(name=target).first()
         if row is None:
             known = ", ".join(StorageTarget.objects.values_list("name", flat=True)) or "none yet"
