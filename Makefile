@@ -22,3 +22,4 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api_latency
+	$(BIN)/python -m bench.offsite_upload --report

@@ -2,6 +2,7 @@
 backup to S3 (moto in its own process, over real HTTP).
 
     python -m bench.offsite_upload [--size-mib 300] [--part-size-mib 16] [--concurrency 4] [--compare]
+    python -m bench.offsite_upload --report [--size-mib 1024] [--pairs 3]   # what `make bench` runs
 
 Prints one JSON line: the upload's throughput and how much the process grew
 over its idle RSS (idle = after imports and a warm-up upload of one part, so
@@ -11,6 +12,9 @@ counts) minus the idle RSS; ``sampled_growth_mib`` the largest RSS seen every
 10 ms during the upload (the only measure where /proc cannot be reset). SPEC/issue #13 bound:
 growth ≤ 64 MiB whatever the file size. ``--compare`` also times boto3's own
 ``upload_file`` with the same part size and concurrency on the same file.
+``--report`` runs ``--pairs`` alternated pairs (ours, then boto3's, each in a
+fresh process with its own moto server), takes the medians and writes them
+to docs/benchmarks.md between the offsite-bench markers.
 """
 from __future__ import annotations
 
@@ -147,17 +151,79 @@ def run(size_mib: int, part_size_mib: int, concurrency: int, compare: bool) -> d
         moto.wait(timeout=10)
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+START, END = "<!-- offsite-bench:start -->", "<!-- offsite-bench:end -->"
+
+
+def _one_run(size_mib: int, part_size_mib: int, concurrency: int) -> dict:
+    """One pair in a fresh process (its own idle RSS and moto server)."""
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.offsite_upload", "--size-mib", str(size_mib), "--part-size-mib",
+         str(part_size_mib), "--concurrency", str(concurrency), "--compare"],
+        check=True, capture_output=True, text=True, cwd=DOC.parents[1]).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def report(size_mib: int, part_size_mib: int, concurrency: int, pairs: int) -> str:
+    import platform
+    import statistics
+
+    runs = [_one_run(size_mib, part_size_mib, concurrency) for _ in range(pairs)]
+
+    def median(key):
+        return statistics.median(r[key] for r in runs)
+
+    ratio = median("ratio_to_boto3")
+    growth = max(r["growth_mib"] for r in runs)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{time.strftime('%Y-%m-%d')}; load average {load}. moto's S3 server in its own process on 127.0.0.1, "
+        f"a {size_mib} MiB file of random bytes, parts of {part_size_mib} MiB, {concurrency} at a time, "
+        f"{pairs} alternated pairs (ours, then boto3's `upload_file` with the same part size and concurrency), "
+        "medians.",
+        "",
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| mcsite upload | {median('mib_per_s')} MiB/s | |",
+        f"| boto3 `upload_file` | {median('boto3_upload_file_mib_per_s')} MiB/s | |",
+        f"| mcsite / boto3 throughput | {ratio:.2f} | ≥ 0.9 {'met' if ratio >= 0.9 else 'MISSED'} |",
+        f"| worker growth over idle RSS (largest of the runs) | {growth} MiB | ≤ 64 MiB "
+        f"{'met' if growth <= 64 else 'MISSED'} |",
+        "",
+        "Run it with `.venv/bin/python -m bench.offsite_upload --report` (part of `make bench`).",
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(section: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = f"{START}\n{section}\n{END}"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Off-site upload (S3)\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=300)
+    parser.add_argument("--size-mib", type=int, default=None, help="300, or 1024 with --report")
     parser.add_argument("--part-size-mib", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--report", action="store_true", help="alternated pairs, medians, into docs/benchmarks.md")
+    parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.report:
+        section = report(args.size_mib or 1024, args.part_size_mib, args.concurrency, args.pairs)
+        write_doc(section)
+        print(section)
+        return
     from backups.offsite.djangoconf import ensure_settings
 
     ensure_settings()
-    print(json.dumps(run(args.size_mib, args.part_size_mib, args.concurrency, args.compare)), flush=True)
+    print(json.dumps(run(args.size_mib or 300, args.part_size_mib, args.concurrency, args.compare)), flush=True)
 
 
 if __name__ == "__main__":
