@@ -22,8 +22,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups.engine import EncryptionSpec
-from backups.engine.cli import KEYS_FORMAT, KEYS_VERSION
+from backups.engine.cli import KEYS_FORMAT, KEYS_VERSION, UsageError, specs_from_document
 from backups.models import BackupSettings
+from backups.services.config import _retire_current_secret  # one way to put a secret in the keyring
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from mcsite.sealing import unseal
@@ -107,9 +108,6 @@ def keys_import(document: dict, *, actor=None, source: str = "python") -> dict:
     on or off as the export says. A site's own current secret is never
     replaced. Idempotent. Returns {"added": [fingerprints], "current": fp}.
     Raises DomainError for a document that is not an export (nothing changes)."""
-    from backups.engine.cli import UsageError, specs_from_document
-    from backups.services.config import _retire_current_secret  # one way to put a secret in the keyring
-
     try:
         specs = specs_from_document(document, where="the keys file")
     except UsageError as exc:

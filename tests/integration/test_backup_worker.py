@@ -183,9 +183,24 @@ def test_a_workers_thread_count_is_unchanged_after_five_encrypted_backups(celery
     worker = celery_site.start_worker()
 
     def pool_threads() -> int:
-        children = psutil.Process(worker.pid).children(recursive=True)
-        assert len(children) == 1, "one prefork child (concurrency 1)"
-        return children[0].num_threads()
+        """The pool child's threads once the count holds still for a second:
+        a record reads "succeeded" while its task still finishes (contents,
+        copies, retention) and its heartbeat thread stops, so a count taken
+        at once can catch that thread on its way out. A leaked thread stays."""
+        def count() -> int:
+            children = psutil.Process(worker.pid).children(recursive=True)
+            assert len(children) == 1, "one prefork child (concurrency 1)"
+            return children[0].num_threads()
+
+        deadline = time.monotonic() + 30
+        last = count()
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            now = count()
+            if now == last:
+                return now
+            last = now
+        return last
 
     first = wait_finished(trigger(alice_api, server))  # the pool child has done one of each step
     assert first.status == "succeeded" and first.encrypted, first.error_message
