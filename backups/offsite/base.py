@@ -12,6 +12,8 @@ A target holds open connections: use it as a context manager or call
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import secrets as _secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -70,6 +72,51 @@ class RemoteEntry:
 class TestResult:
     steps: tuple[str, ...]           # the steps that passed, in order
     detail: str
+
+
+class LocalSource:
+    """The local backup a whole-file upload (folder, SFTP) reads once: its
+    chunks, hashed as they go by and reported to ``progress``. ``size`` and
+    ``sha256`` hold once the chunks are read. OffsiteError(LOCAL_ERROR) when
+    the file cannot be opened or read."""
+
+    def __init__(self, local_path, progress: Progress | None = None):
+        from .checksums import READ_CHUNK
+        from .errors import LOCAL_ERROR
+
+        self._chunk, self._code = READ_CHUNK, LOCAL_ERROR
+        try:
+            self.total = os.stat(local_path).st_size
+            self._file = open(local_path, "rb")
+        except OSError as exc:
+            raise OffsiteError(LOCAL_ERROR, f"Cannot read the local backup {local_path}: {exc.strerror}") from exc
+        self._progress = progress
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def chunks(self):
+        while True:
+            try:
+                chunk = self._file.read(self._chunk)
+            except OSError as exc:
+                raise OffsiteError(self._code, f"Reading the local backup failed: {exc.strerror}") from exc
+            if not chunk:
+                return
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+            if self._progress:
+                self._progress(self.size, self.total)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
 
 
 class BoundedStream:

@@ -18,9 +18,9 @@ import stat
 from pathlib import Path
 
 from . import names
-from .base import SMALL_LIMIT, BoundedStream, RemoteEntry, Target, TargetConfig, UploadResult, VerifyResult, _require
+from .base import SMALL_LIMIT, BoundedStream, LocalSource, RemoteEntry, Target, TargetConfig, UploadResult, VerifyResult, _require
 from .checksums import READ_CHUNK
-from .errors import (CHECKSUM_MISMATCH, INVALID_NAME, INVALID_SETTING, LOCAL_ERROR, NOT_FOUND, PERMISSION_DENIED,
+from .errors import (CHECKSUM_MISMATCH, INVALID_NAME, INVALID_SETTING, NOT_FOUND, PERMISSION_DENIED,
                      SIZE_MISMATCH, UNREACHABLE, OffsiteError, from_os_error)
 
 
@@ -104,33 +104,11 @@ class LocalTarget(Target):
     def upload(self, local_path, remote_name, *, progress=None, resume_state=None, on_state=None,
                object_lock_days=None) -> UploadResult:
         path = self._path(remote_name)
-        try:
-            total = os.stat(local_path).st_size
-            source = open(local_path, "rb")
-        except OSError as exc:
-            raise OffsiteError(LOCAL_ERROR, f"Cannot read the local backup {local_path}: {exc.strerror}") from exc
-        whole = hashlib.sha256()
-        done = 0
-
-        def chunks():
-            nonlocal done
-            while True:
-                try:
-                    chunk = source.read(READ_CHUNK)
-                except OSError as exc:
-                    raise OffsiteError(LOCAL_ERROR, f"Reading the local backup failed: {exc.strerror}") from exc
-                if not chunk:
-                    return
-                whole.update(chunk)
-                done += len(chunk)
-                yield chunk
-                if progress:
-                    progress(done, total)
-
+        source = LocalSource(local_path, progress)
         self._prepare_parent(path)
         with source:
-            self._write_atomically(path, chunks(), on_state)
-        return UploadResult(remote_name=remote_name, size=done, sha256=whole.hexdigest())
+            self._write_atomically(path, source.chunks(), on_state)
+        return UploadResult(remote_name=remote_name, size=source.size, sha256=source.sha256)
 
     def put_small(self, remote_name, data) -> None:
         path = self._path(remote_name)

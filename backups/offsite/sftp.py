@@ -34,10 +34,10 @@ import stat
 import paramiko
 
 from . import names
-from .base import SMALL_LIMIT, RemoteEntry, Target, TargetConfig, UploadResult, VerifyResult, _require
+from .base import SMALL_LIMIT, LocalSource, RemoteEntry, Target, TargetConfig, UploadResult, VerifyResult, _require
 from .checksums import MIB, READ_CHUNK
 from .djangoconf import ensure_settings
-from .errors import (AUTH_FAILED, CHECKSUM_MISMATCH, HOST_KEY_MISMATCH, INVALID_SETTING, LOCAL_ERROR, NOT_FOUND,
+from .errors import (AUTH_FAILED, CHECKSUM_MISMATCH, HOST_KEY_MISMATCH, INVALID_SETTING, NOT_FOUND,
                      PERMISSION_DENIED, REMOTE_ERROR, SIZE_MISMATCH, TOO_LARGE, UNREACHABLE, OffsiteError)
 
 READ_WINDOW = 8 * MIB      # bytes of read requests in flight at once (the most a reader buffers)
@@ -247,27 +247,12 @@ class SFTPTarget(Target):
 
     def upload(self, local_path, remote_name, *, progress=None, resume_state=None, on_state=None,
                object_lock_days=None) -> UploadResult:
-        try:
-            total = os.stat(local_path).st_size
-            source = open(local_path, "rb")
-        except OSError as exc:
-            raise OffsiteError(LOCAL_ERROR, f"Cannot read the local backup {local_path}: {exc.strerror}") from exc
-        whole = hashlib.sha256()
-
-        def chunks():
-            done = 0
-            for chunk in iter(lambda: source.read(READ_CHUNK), b""):
-                whole.update(chunk)
-                done += len(chunk)
-                yield chunk
-                if progress:
-                    progress(done, total)
-
+        source = LocalSource(local_path, progress)
         self._remote(remote_name)
         self.sftp  # connect (host key, login) before anything is read
         with source:
-            size = self._write_atomically(remote_name, chunks(), on_state)
-        return UploadResult(remote_name=remote_name, size=size, sha256=whole.hexdigest())
+            size = self._write_atomically(remote_name, source.chunks(), on_state)
+        return UploadResult(remote_name=remote_name, size=size, sha256=source.sha256)
 
     def put_small(self, remote_name, data) -> None:
         self._write_atomically(remote_name, [bytes(data)])
