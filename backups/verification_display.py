@@ -92,8 +92,10 @@ def api_verification(record) -> dict | None:
     most each) and, when skipped, why."""
     if not record.verification:
         return None
+    source = record.verification.get("source") or {"kind": "local"}
     return {
         "passed": record.verification_passed,
+        "read_from": source.get("target") or "local",
         "methods": {m["name"]: {"status": m["status"], "ok": m["ok"], "errors": m["errors"],
                                 "warnings": m["warnings"], "reason": m["reason"] or None}
                     for m in methods(record.verification)},

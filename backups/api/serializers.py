@@ -236,6 +236,8 @@ class VerificationSerializer(serializers.Serializer):
     passed = serializers.BooleanField(allow_null=True)
     methods = serializers.DictField(child=VerificationMethodSerializer(),
                                     help_text="checksum, archive_integrity, world_validation, restore_test")
+    read_from = serializers.CharField(help_text="'local' (the backup root) or the storage target whose copy was "
+                                                "read because the local file was gone")
 
 
 class OffsiteCopyOutputSerializer(serializers.ModelSerializer):

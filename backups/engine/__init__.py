@@ -11,7 +11,8 @@ The service layer calls exactly this API:
   ``EncryptionSpec.from_key(b64_key)``, ``spec.fingerprint``,
   ``Keyring([specs])``, ``generate_key() -> str``.
 * ``verify_backup(path, *, expected_sha256=None, keyring=None, check_world=True,
-  restore_test=False, progress=None) -> VerificationReport``.
+  restore_test=False, progress=None, fileobj=None, size=None) -> VerificationReport``
+  (``fileobj``: a one-way stream such as an off-site copy; ``path`` then only names it).
 * ``quality_level(score) -> str``.
 * ``inspect_archive(path, *, keyring=None) -> ArchiveInfo``.
 * ``extract_to_staging(path, target_dir, *, keyring=None, progress=None, on_staging=None) -> ExtractResult``,

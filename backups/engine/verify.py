@@ -199,7 +199,8 @@ def _list_member(contents: list, info, name: str, seen_files: dict) -> None:
 
 
 def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, check_world: bool = True,
-                  restore_test: bool = False, progress=None) -> VerificationReport:
+                  restore_test: bool = False, progress=None, fileobj=None, size: int | None = None
+                  ) -> VerificationReport:
     """Verify a stored backup; every method's outcome is recorded separately.
 
     ``checksum`` compares the file's SHA-256 with ``expected_sha256`` (skipped
@@ -216,6 +217,11 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
     out-of-memory). ``restore_test`` extracts to a temporary folder and compares
     each file with the manifest. ``progress(bytes_done, bytes_total)`` follows
     the stored file. Never raises for a bad archive (only for a missing one).
+
+    With ``fileobj`` (a stream read once, front to back: an off-site copy),
+    ``path`` is only a name for messages and ``size`` the expected length for
+    progress; the restore test, which reads the archive a second time, is
+    skipped.
     """
     started = time.monotonic()
     methods = {name: MethodResult(name) for name in METHODS}
@@ -224,7 +230,7 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
     t0 = time.monotonic()
     listed: list = []
     try:
-        with ArchiveStream(path, keyring=keyring, progress=progress) as stream:
+        with ArchiveStream(path, keyring=keyring, progress=progress, fileobj=fileobj, size=size) as stream:
             completed = False
             if stream.format.encrypted and not keyring:
                 integrity.skip("encrypted backup and no key or password given")
@@ -268,7 +274,9 @@ def verify_backup(path, *, expected_sha256: str | None = None, keyring=None, che
             world_result.skip("archive could not be read to the end, so the world was not fully checked")
         world_result.duration_seconds = elapsed
     manifest = stream.manifest
-    if restore_test and completed and integrity.ok:
+    if restore_test and fileobj is not None:
+        methods["restore_test"].skip("read as a stream (an off-site copy): a restore test needs the file on disk")
+    elif restore_test and completed and integrity.ok:
         _restore_test(methods["restore_test"], stream.path, keyring, manifest)
     else:
         methods["restore_test"].skip("not requested" if not restore_test else "archive integrity failed")

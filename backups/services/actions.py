@@ -7,24 +7,30 @@ from django.utils import timezone
 from backups import engine, events, storage
 from backups.alerts import alert_open, owner_emails
 from backups.models import BackupRecord, BackupSettings
+from backups.offsite import OffsiteError
 from backups.services import config as config_service
-from backups.services import lifecycle
+from backups.services import copy_source, lifecycle
 from backups.services.contents import contents_store
 from backups.services.offsite import copies_schedule_delete
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
 
-def _require_file(record: BackupRecord):
-    if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED) or not storage.file_present(record):
-        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there (deleted or never written)")
-    return storage.absolute_path(record.storage_path)
+def _require_source(record: BackupRecord) -> copy_source.Source:
+    """The local file, else the best verified off-site copy (issue #13)."""
+    source = None
+    if record.status in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED):
+        source = copy_source.source_for(record)
+    if source is None:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND,
+                          "The backup file is not there (deleted or never written) and it has no verified off-site copy")
+    return source
 
 
 def backup_verify_request(*, record: BackupRecord, actor, request=None, source: str = "api") -> BackupRecord:
     """Queues a verification on the worker that sits on the backup's disk: it
     reads the whole archive, which is no work for a web process."""
-    _require_file(record)
+    _require_source(record)
     queue = record.server.node if record.server_id else settings.MCSITE_NODE
     transaction.on_commit(lambda: lifecycle.send_task("verify_backup", kwargs={"backup_id": record.pk}, queue=queue))
     audit(actor=actor, action="backup.verify", obj=record, request=request, source=source)
@@ -42,15 +48,27 @@ def backup_verify_by_id(*, backup_id: int) -> BackupRecord | None:
 def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, progress=None, actor=None,
                   source: str = "system", alert: bool = True) -> BackupRecord:
     """Verifies a stored backup again with every method and records the result.
-    `alert=False`: the caller sends its own alert (the periodic re-check)."""
-    path = _require_file(record)
+    `alert=False`: the caller sends its own alert (the periodic re-check).
+
+    Without the local file, the best verified off-site copy is read as a
+    stream (nothing written locally; no restore test, which needs the file).
+    A copy whose bytes differ from the record is retired (failed, alerted)
+    and the next verified copy is read; the last one's report is kept."""
     settings_row = BackupSettings.load()
-    report = engine.verify_backup(
-        path, expected_sha256=record.sha256 or None, keyring=config_service.decryption_keyring(settings_row),
-        check_world=settings_row.verify_world,
-        restore_test=settings_row.restore_test if restore_test is None else restore_test, progress=progress,
-    )
-    BackupRecord.objects.filter(pk=record.pk).update(**lifecycle.verification_fields(report, keep_world_of=record))
+    options = dict(expected_sha256=record.sha256 or None, keyring=config_service.decryption_keyring(settings_row),
+                   check_world=settings_row.verify_world, progress=progress)
+    options["restore_test"] = settings_row.restore_test if restore_test is None else restore_test
+    while True:
+        source = _require_source(record)
+        if source.is_local:
+            report = engine.verify_backup(storage.absolute_path(record.storage_path), **options)
+            break
+        report, retired = _verify_copy(record, source.copy, options)
+        if not retired or not copy_source.verified_copies(record):
+            break
+    fields = lifecycle.verification_fields(report, keep_world_of=record)
+    fields["verification"]["source"] = source.describe()
+    BackupRecord.objects.filter(pk=record.pk).update(**fields)
     contents_store(record=record, report=report)  # "Verify again" fills the list of older backups
     record.refresh_from_db()
     if actor is not None:
@@ -67,6 +85,22 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
                            recipients_extra=owner_emails(server))
         events.log_event("verification_failed", server=server, backup=record, methods=",".join(failed))
     return record
+
+
+def _verify_copy(record: BackupRecord, copy, options: dict):
+    """(report, retired): one verification read of a copy; a copy whose
+    SHA-256 differs from the record's is retired."""
+    try:
+        with copy_source.opened_copy(copy) as (_target, stream):
+            report = engine.verify_backup(f"{copy.target.name}:{copy.remote_name}", fileobj=stream,
+                                          size=record.size_bytes, **options)
+    except OffsiteError as exc:  # the target failed mid-read: says nothing about the backup
+        raise copy_source.domain_error(exc, copy) from None
+    checksum = report.methods["checksum"]
+    retired = not checksum.ok and not checksum.skipped
+    if retired:
+        copy_source.copy_corrupted(copy, "; ".join(checksum.errors) or "SHA-256 differs")
+    return report, retired
 
 
 def backup_lock(*, record: BackupRecord, locked: bool, actor, request=None, source: str = "api") -> BackupRecord:
