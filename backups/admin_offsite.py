@@ -150,6 +150,17 @@ class StorageTargetAdmin(SuperuserOnly, admin.ModelAdmin):
         ("State", {"fields": ("secrets_set", "last_test_display")}),
     )
 
+    class Media:
+        js = ("js/admin-target.js",)  # a new target: only the chosen kind's fieldset shows
+
+    def get_fieldsets(self, request, obj=None):
+        """An existing target (its kind fixed) shows its own kind's fields only."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not obj.pk:
+            return fieldsets
+        return [(name, opts) for name, opts in fieldsets
+                if not any(c.startswith("kind-") and c != f"kind-{obj.kind}" for c in opts.get("classes", ()))]
+
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
 

@@ -39,6 +39,7 @@ def test_adding_an_s3_target_in_the_admin_seals_the_secret_and_never_shows_it(ad
     page = admin_browser.get(f"/admin/backups/storagetarget/{target.pk}/change/").content.decode()
     assert SECRET not in page and S3_KEY_ID not in page
     assert s3_bucket in page and "access_key_id, secret_access_key" in page  # which are set, not what
+    assert 'name="s3_bucket"' in page and 'name="sftp_host"' not in page and 'name="local_path"' not in page
 
     # Saving again with the secret fields empty keeps them.
     response = admin_browser.post(f"/admin/backups/storagetarget/{target.pk}/change/", {
