@@ -37,7 +37,8 @@ def _rows(servers) -> list[dict]:
     servers = list(servers.select_related("backup_schedule", "owner").annotate(
         last_backup_id=Subquery(last_ids),
         backup_bytes=Sum("backups__size_bytes",
-                         filter=Q(backups__status__in=_STORED) & ~Q(backups__storage_path="")),
+                         filter=Q(backups__status__in=_STORED) & ~Q(backups__storage_path="")
+                         & Q(backups__local_removed_at__isnull=True)),  # bytes on this disk
     ))
     last = BackupRecord.objects.in_bulk([s.last_backup_id for s in servers if s.last_backup_id])
     active = set(BackupRecord.objects.filter(server__in=servers, status__in=["queued", "running"])
@@ -127,11 +128,16 @@ def server_delete(request, server_id):
         kept = "its backups were deleted" if delete_backups else "its backups were kept"
         messages.success(request, f"Server “{server.name}” deleted; {kept}.")
         return redirect("server-list")
-    backups = BackupRecord.objects.filter(server=server, status__in=_STORED).exclude(storage_path="")
+    stored = BackupRecord.objects.filter(server=server, status__in=_STORED)
+    on_disk = stored.exclude(storage_path="").filter(local_removed_at__isnull=True)
+    # Kept only as a verified off-site copy: still restorable, and deleted with the rest when asked.
+    copy_only = (stored.filter(Q(storage_path="") | Q(local_removed_at__isnull=False))
+                 .filter(copies__status="verified").distinct().count())
     return render(request, "servers/server_confirm_delete.html", {
         "server": server,
-        "backup_count": backups.count(),
-        "backup_bytes": backups.aggregate(total=Sum("size_bytes"))["total"] or 0,
+        "backup_count": on_disk.count() + copy_only,
+        "copy_only_count": copy_only,
+        "backup_bytes": on_disk.aggregate(total=Sum("size_bytes"))["total"] or 0,
     })
 
 

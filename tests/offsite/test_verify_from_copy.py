@@ -13,6 +13,7 @@ from backups.models import BackupContents, BackupRecord, OffsiteCopy
 from backups.services import actions
 from mcsite.errors import DomainError
 from tests.backups.conftest import take_backup  # noqa: F401 (fixture)
+from tests.web.conftest import alice_web  # noqa: F401 (fixture)
 from tests.offsite.copies import alter_copy, copy_to, drop_local_file, target, target_row  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
@@ -66,3 +67,18 @@ def test_verify_again_without_file_or_copy_is_refused(alice, make_server, take_b
     with pytest.raises(DomainError) as caught:
         actions.backup_verify_request(record=record, actor=alice)
     assert caught.value.code.value == "BACKUP_NOT_FOUND"
+
+
+def test_the_server_delete_page_counts_backups_kept_only_as_copies(alice, alice_web, make_server,  # noqa: F811
+                                                                   take_backup, tmp_path, request):  # noqa: F811
+    server = make_server(alice)
+    row = target_row(request, "local", tmp_path)
+    on_disk = take_backup(server)
+    copy_to(on_disk, row)
+    only_copy = take_backup(server)
+    copy_to(only_copy, row)
+    drop_local_file(only_copy)
+    page = alice_web.get(f"/servers/{server.pk}/delete/").content.decode()
+    assert "<strong>2</strong> stored backups" in page
+    assert "1 of them only as an off-site copy" in page
+    assert "their files and off-site copies" in page
