@@ -1,7 +1,8 @@
 """Real-browser fixtures: headless /usr/bin/chromium through Playwright's
 sync API, and a queue worker thread that does what the Celery worker does in
-`make run` — it picks up queued BackupRecord / RestoreRequest rows and runs
-them through the services (real engine, real files)."""
+`make run` — it picks up queued BackupRecord / RestoreRequest rows and
+pending off-site copies and runs them through the services (real engine,
+real files, real storage targets)."""
 
 import os
 import shutil
@@ -75,7 +76,8 @@ class QueueWorker(threading.Thread):
     def run(self) -> None:
         from django.db import connections
 
-        from backups.models import BackupRecord, RestoreRequest
+        from backups.models import BackupRecord, OffsiteCopy, RestoreRequest
+        from backups.services.offsite import copy_run
         from backups.services.restore_run import restore_run
         from backups.services.runs import backup_run
 
@@ -89,6 +91,9 @@ class QueueWorker(threading.Thread):
                 for pk in list(RestoreRequest.objects.filter(status="queued").values_list("pk", flat=True)):
                     row = restore_run(restore_id=pk, task_id=f"test-worker-{pk}")
                     self.ran.append(("restore", pk, row.status if row else "skipped"))
+                for pk in list(OffsiteCopy.objects.filter(status="pending", attempts=0).values_list("pk", flat=True)):
+                    copy = copy_run(copy_id=pk, task_id=f"test-worker-copy-{pk}")
+                    self.ran.append(("copy", pk, copy.status if copy else "skipped"))
         except BaseException as exc:  # noqa: BLE001 — reported by the fixture, not lost in a thread
             self.errors.append(exc)
         finally:
