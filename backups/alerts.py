@@ -135,8 +135,11 @@ def _notify(*, title: str, body: str, recipients_extra=()) -> bool:
     is notified on its own: one that fails is logged and never stops the
     others. True when at least one of them was delivered."""
     subject = f"[mcsite] {clean_title(title)}"
-    emails = sorted({e.strip() for e in [*settings.MCSITE_ALERT_EMAILS, *recipients_extra]
-                     if e and e.strip()})
+    unique = {}  # one message per address, however many places name it (case-insensitive)
+    for e in [*settings.MCSITE_ALERT_EMAILS, *recipients_extra]:
+        if e and e.strip():
+            unique.setdefault(e.strip().lower(), e.strip())
+    emails = sorted(unique.values())
     sent_emails = 0
     for address in emails:
         error = send_email(subject, body, address)
@@ -150,12 +153,20 @@ def _notify(*, title: str, body: str, recipients_extra=()) -> bool:
         if error:
             logger.error("alert_apprise_failed url=%d error=%s", position, _value(error))
         sent_urls += not error
-    channels = list(AlertChannel.objects.filter(enabled=True))
+    channels = [c for c in AlertChannel.objects.filter(enabled=True)
+                if not (c.kind == AlertChannel.Kind.EMAIL and _channel_address(c) in unique)]
     sent_channels = sum(not deliver_to_channel(channel, subject, body) for channel in channels)
     delivered = bool(sent_emails or sent_urls or sent_channels)
     logger.info("alert_sent title=%s emails=%d/%d urls=%d/%d channels=%d/%d delivered=%s", _value(title),
                 sent_emails, len(emails), sent_urls, len(urls), sent_channels, len(channels), delivered)
     return delivered
+
+
+def _channel_address(channel: AlertChannel) -> str:
+    try:
+        return channel.target.strip().lower()
+    except Exception:  # noqa: BLE001 — unreadable: deliver_to_channel says why
+        return ""
 
 
 def deliver_to_channel(channel: AlertChannel, subject: str, body: str) -> str:

@@ -276,3 +276,13 @@ def test_every_alert_kind_in_the_code_has_a_label():
             kinds |= set(re.findall(r'ALERT_KIND\s*=\s*"([a-z_]+)"', path.read_text()))
     assert kinds, "found no alert kinds"
     assert kinds - set(alerts.ALERT_KINDS) - set(alerts.SITE_ALERT_KINDS) == set()
+
+
+def test_an_address_that_is_also_a_channel_gets_one_message(admin_client, settings, alice):
+    settings.MCSITE_ALERT_URLS, settings.MCSITE_ALERT_EMAILS = [], ["ops@example.com"]
+    alice.email = "Alice@Example.com"
+    alice.save()
+    _add_channel(admin_client, name="ops", kind="email", target="ops@example.com")
+    _add_channel(admin_client, name="alice too", kind="email", target="alice@example.com")
+    _fail_backup_of(_gone_server(alice))
+    assert sorted(address for m in mail.outbox for address in m.to) == ["Alice@Example.com", "ops@example.com"]
