@@ -51,6 +51,7 @@ SITE_ALERT_KINDS = {
     "disk_usage_<percent>": "The backup disk is over a threshold of the backup settings (80 %, 90 %)",
     "weak_encryption_password": "Backups are encrypted with a password set before the strength rule",
     "offsite_copy_failed": "A backup could not be copied to an off-site target, or a copy there no longer matches",
+    "node_down": "A game host (node) has not reported for 3 heartbeats",
 }
 
 

@@ -13,7 +13,7 @@ logger = logging.getLogger("mcsite.events")
 
 ERROR_EVENTS = {
     "backup_failed", "verification_failed", "schedule_execution_failure", "corruption_detected",
-    "restore_failed", "backup_recheck_failed", "offsite_copy_failed",
+    "restore_failed", "backup_recheck_failed", "offsite_copy_failed", "node_down",
 }
 WARNING_EVENTS = {"disk_usage_high", "backup_refused"}
 _KEY = re.compile(r"[A-Za-z0-9_]+")

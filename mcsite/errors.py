@@ -23,6 +23,7 @@ class ErrorCode(str, Enum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     THROTTLED = "THROTTLED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    NODE_DOWN = "NODE_DOWN"
     # Not HTTP-facing on their own: recorded on backups and restores.
     WORKER_LOST = "WORKER_LOST"
     SERVER_CONTROL_FAILED = "SERVER_CONTROL_FAILED"
@@ -50,6 +51,7 @@ HTTP_STATUS = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.THROTTLED: 429,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.NODE_DOWN: 503,
     ErrorCode.SERVER_CONTROL_FAILED: 409,
     ErrorCode.TIMEOUT: 504,
 }
@@ -70,6 +72,7 @@ DEFAULT_MESSAGES = {
     ErrorCode.INVALID_DIRECTORY: "Directory must be inside the servers root",
     ErrorCode.VALIDATION_ERROR: "Invalid input",
     ErrorCode.INTERNAL_ERROR: "Internal server error",
+    ErrorCode.NODE_DOWN: "The server's game host is not reporting",
 }
 
 

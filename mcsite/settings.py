@@ -75,6 +75,10 @@ MCSITE_TIME_ZONE = env.str("MCSITE_TIME_ZONE", default="UTC")
 MCSITE_ALERT_URLS = env.list("MCSITE_ALERT_URLS", default=[])
 MCSITE_ALERT_EMAILS = env.list("MCSITE_ALERT_EMAILS", default=[])
 MCSITE_NODE = env.str("MCSITE_NODE", default="default")
+# Nodes (issue #15): every node's worker reports every N seconds; silent for 3 reports it is down.
+MCSITE_NODE_HEARTBEAT_SECONDS = env_int("MCSITE_NODE_HEARTBEAT_SECONDS", 30, 5, 3600)
+# How long the web tier waits for a node to answer a start, stop or folder check before answering 202.
+MCSITE_NODE_CALL_WAIT_SECONDS = env_int("MCSITE_NODE_CALL_WAIT_SECONDS", 10, 0, 120)
 MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
 # Extra RCON hosts a non-admin may use (loopback, the server's own node, always is).
 MCSITE_RCON_ALLOWED_HOSTS = env.list("MCSITE_RCON_ALLOWED_HOSTS", default=[])

@@ -10,7 +10,7 @@ from backups.api import targets as targets_api
 from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
 from mcsite.api.tokens import TokenRotateView
-from servers.api import ServerViewSet
+from servers.api import NodeCallView, NodeListView, ServerViewSet
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # paths work with and without the trailing slash
@@ -30,6 +30,8 @@ api_patterns = [
             name="api-storage-target"),
     re_path(r"^storage-targets/(?P<target_id>[0-9]+)/test/?$", targets_api.StorageTargetTestView.as_view(),
             name="api-storage-target-test"),
+    re_path(r"^nodes/?$", NodeListView.as_view(), name="api-nodes"),
+    re_path(r"^node-calls/(?P<call_id>[0-9]+)/?$", NodeCallView.as_view(), name="api-node-call"),
     path("", include(router.urls)),
 ]
 

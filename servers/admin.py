@@ -6,11 +6,13 @@ from django.utils.html import format_html
 
 from backups import scheduling
 from backups.forms import HH_MM_MESSAGE, ScheduleModelFormMixin, ScheduleTimeField
+from backups.admin import SuperuserOnlyAdminMixin
 from backups.models import BackupSchedule
 from mcsite.admin_scoping import OwnerScopedAdmin
 from mcsite.errors import DomainError
 from servers.forms import ServerForm
-from servers.models import Server
+from servers.models import Node, NodeCall, Server
+from servers.nodes import node_state
 from servers.selectors import server_status
 
 
@@ -62,8 +64,8 @@ class ServerAdmin(OwnerScopedAdmin):
         if obj is None or obj.pk is None:
             return "—"
         state = server_status(server=obj)["state"]
-        colour = {"running": "#1f7a3d", "stopped": "#6b7280"}.get(state, "#b7791f")
-        return format_html('<strong style="color:{}">● {}</strong>', colour, state)
+        colour = {"running": "#1f7a3d", "stopped": "#6b7280", "node_down": "#b42318"}.get(state, "#b7791f")
+        return format_html('<strong style="color:{}">● {}</strong>', colour, state.replace("_", " "))
 
     @admin.display(description="schedule")
     def schedule_summary(self, obj):
@@ -97,8 +99,9 @@ class ServerAdmin(OwnerScopedAdmin):
     def _each(self, request, queryset, action, done: str):
         for server in queryset:
             try:
-                action(server)
-                self.message_user(request, f"{server}: {done}")
+                outcome = action(server)
+                message = outcome.message if hasattr(outcome, "message") else done  # a start/stop says what happened
+                self.message_user(request, f"{server}: {message}")
             except DomainError as exc:
                 self.message_user(request, f"{server}: {exc.message}", messages.ERROR)
 
@@ -206,3 +209,65 @@ class ServerAdmin(OwnerScopedAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+@admin.register(Node)
+class NodeAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
+    """Game hosts as they report themselves (issue #15): read only; a node
+    row is written by its own worker's heartbeat."""
+
+    list_display = ("name", "state_badge", "hostname", "last_heartbeat", "servers_disk", "backup_disk",
+                    "worker_count", "version", "server_count")
+    search_fields = ("name", "hostname")
+    readonly_fields = ("name", "state_badge", "hostname", "version", "worker_count", "started_at", "last_heartbeat",
+                       "down_since", "servers_disk", "backup_disk", "server_count", "statuses")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="state")
+    def state_badge(self, obj):
+        state = node_state(obj)
+        colour = {"up": "#1f7a3d", "down": "#b42318"}.get(state, "#b7791f")
+        return format_html('<strong style="color:{}">● {}</strong>', colour, state)
+
+    @staticmethod
+    def _disk(free, total) -> str:
+        if free is None or total is None:
+            return "—"
+        return f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"
+
+    @admin.display(description="servers root")
+    def servers_disk(self, obj):
+        return self._disk(obj.servers_root_free, obj.servers_root_total)
+
+    @admin.display(description="backup root")
+    def backup_disk(self, obj):
+        return self._disk(obj.backup_root_free, obj.backup_root_total)
+
+    @admin.display(description="servers")
+    def server_count(self, obj):
+        count = Server.objects.filter(node=obj.name).count()
+        url = reverse("admin:servers_server_changelist") + f"?node={obj.name}"
+        return format_html('<a href="{}">{}</a>', url, count)
+
+
+@admin.register(NodeCall)
+class NodeCallAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
+    """What the web tier asked nodes to do, and their answers (read only)."""
+
+    list_display = ("created_at", "node", "action", "server", "status", "error_code", "actor")
+    list_filter = ("status", "action", "node")
+    readonly_fields = ("node", "server", "action", "arguments", "status", "result", "error_code", "error_message",
+                       "actor", "created_at", "started_at", "finished_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,32 +1,41 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
 
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
 from mcsite.errors import DomainError, ErrorCode
 from servers import services
-from servers.models import Server
-from servers.serializers import ServerInputSerializer, ServerOutputSerializer
+from servers.models import Node, NodeCall, Server
+from servers.serializers import NodeCallSerializer, NodeSerializer, ServerInputSerializer, ServerOutputSerializer
 
 
 class _ServerControlMixin:
-    @extend_schema(request=None, responses={200: ServerOutputSerializer, **envelope_errors(401, 404, 409)})
+    @extend_schema(request=None, responses={200: ServerOutputSerializer, 202: NodeCallSerializer,
+                                            **envelope_errors(401, 404, 409, 503)})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        """Start the server's process (start command in its folder, detached, output to logs/)."""
+        """Start the server's process on its node (start command in its folder, detached, output to logs/).
+        When the node has not answered within MCSITE_NODE_CALL_WAIT_SECONDS: 202 with the pending call
+        (poll `GET /api/node-calls/{id}`)."""
         server = self.get_object()
-        services.server_start(server=server, actor=request.user, request=request)
-        return respond(ServerOutputSerializer(server).data, message="Server started")
+        return _control_response(server, services.server_start(server=server, actor=request.user, request=request))
 
-    @extend_schema(request=None, responses={200: ServerOutputSerializer, **envelope_errors(401, 404, 409)})
+    @extend_schema(request=None, responses={200: ServerOutputSerializer, 202: NodeCallSerializer,
+                                            **envelope_errors(401, 404, 409, 503)})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        """Stop gracefully: RCON or console `stop`, then SIGTERM, then SIGKILL after the stop timeout."""
+        """Stop gracefully on its node: RCON or console `stop`, then SIGTERM, then SIGKILL after the stop
+        timeout. 202 with the pending call as for start."""
         server = self.get_object()
-        outcome = services.server_stop(server=server, actor=request.user, request=request)
-        message = "Server stopped" if outcome.was_running else "Server was not running"
-        return respond(ServerOutputSerializer(server).data, message=f"{message} ({outcome.step.value})")
+        return _control_response(server, services.server_stop(server=server, actor=request.user, request=request))
+
+
+def _control_response(server, outcome):
+    if not outcome.done:
+        return respond(NodeCallSerializer(outcome.call).data, message=outcome.message, status_code=202)
+    return respond(ServerOutputSerializer(server).data, message=outcome.message)
 
 
 class ServerViewSet(_ServerControlMixin, viewsets.GenericViewSet):
@@ -94,3 +103,32 @@ def _validated(body, *, partial: bool) -> dict:
     serializer = ServerInputSerializer(data=body, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class NodeListView(GenericAPIView):
+    serializer_class = NodeSerializer
+
+    @extend_schema(summary="Game hosts (nodes) as they last reported (admins)",
+                   responses={200: NodeSerializer(many=True), **envelope_errors(401, 403)})
+    def get(self, request):
+        if not request.user.is_superuser:
+            raise DomainError(ErrorCode.PERMISSION_DENIED, "Only administrators see the game hosts")
+        names = set(Server.objects.values_list("node", flat=True)) - set(Node.objects.values_list("name", flat=True))
+        # A node a server names that never reported is listed too, as unknown.
+        rows = sorted([*Node.objects.all(), *(Node(name=name) for name in names)], key=lambda n: n.name)
+        return respond(NodeSerializer(rows, many=True).data)
+
+
+class NodeCallView(GenericAPIView):
+    serializer_class = NodeCallSerializer
+
+    @extend_schema(summary="A start, stop or folder check sent to a node, to poll after a 202",
+                   responses={200: NodeCallSerializer, **envelope_errors(401, 404)})
+    def get(self, request, call_id):
+        call = NodeCall.objects.filter(pk=call_id).select_related("server").first()
+        visible = call is not None and (
+            request.user.is_superuser or call.actor_id == request.user.pk
+            or (call.server is not None and Server.objects.for_user(request.user).filter(pk=call.server_id).exists()))
+        if not visible:
+            raise DomainError(ErrorCode.NOT_FOUND, "No such call")
+        return respond(NodeCallSerializer(call).data)

@@ -3,7 +3,8 @@ from django import forms
 from mcsite.errors import DomainError
 from servers.announcements import AnnouncementError, check_message, normalise_countdown
 from servers.models import Server
-from servers.services import LIVE_NEEDS_PASSWORD, check_name, check_rcon_host_allowed, resolve_server_directory
+from servers.services import (LIVE_NEEDS_PASSWORD, check_name, check_node_known, check_rcon_host_allowed,
+                              resolve_server_directory)
 
 
 class ServerForm(forms.ModelForm):
@@ -81,12 +82,21 @@ class ServerForm(forms.ModelForm):
             return chosen
         return self.instance.owner if self.instance.owner_id else self.user
 
-    def clean_directory(self):
+    def _clean_directory(self, cleaned):
+        """After the fields: the folder is checked on the chosen node (issue #15)."""
+        if "directory" not in cleaned:
+            return
+        node = cleaned.get("node") or self.instance.node or Server._meta.get_field("node").default
         try:
-            return resolve_server_directory(self.cleaned_data["directory"], exclude_pk=self.instance.pk,
-                                            owner=self._owner())
+            check_node_known(node)
         except DomainError as exc:
-            raise forms.ValidationError(exc.message) from None
+            self.add_error("node" if "node" in self.fields else None, exc.message)
+            return
+        try:
+            cleaned["directory"] = resolve_server_directory(cleaned["directory"], exclude_pk=self.instance.pk,
+                                                            owner=self._owner(), node=node)
+        except DomainError as exc:
+            self.add_error("directory", exc.message)
 
     def clean_rcon_host(self):
         host = self.cleaned_data["rcon_host"]
@@ -134,6 +144,7 @@ class ServerForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        self._clean_directory(cleaned)
         mode = cleaned.get("backup_mode")
         if mode == Server.BackupMode.LIVE:
             typed = bool(cleaned.get("rcon_password"))

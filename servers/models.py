@@ -72,7 +72,8 @@ class Server(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="server_name_unique_per_owner"),
-            models.UniqueConstraint(fields=["directory"], name="server_directory_unique"),
+            # A folder is relative to its node's servers root (issue #15): unique on each node.
+            models.UniqueConstraint(fields=["node", "directory"], name="server_directory_unique_per_node"),
             models.CheckConstraint(
                 condition=models.Q(backup_mode__in=["stop", "live"]), name="server_backup_mode_valid"
             ),
@@ -118,3 +119,70 @@ class Server(models.Model):
             # The console FIFO lives outside the server folder (never backed up).
             console_fifo=Path(settings.MCSITE_RUN_DIR) / f"server-{self.pk}.console" if self.pk else None,
         )
+
+
+class Node(models.Model):
+    """A game host: the worker(s) listening on one Celery queue, with the
+    servers root and backup root of that host (SPEC §12, issue #15). Filled by
+    the node itself (servers/nodes.py: a heartbeat on its own queue every
+    MCSITE_NODE_HEARTBEAT_SECONDS); the web tier reads it and never looks at
+    that host's folders or processes."""
+
+    name = models.CharField(max_length=64, unique=True, help_text="Its Celery queue (a server's node)")
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    version = models.CharField(max_length=64, blank=True, default="", help_text="mcsite version on the node")
+    worker_count = models.PositiveIntegerField(default=0, help_text="Worker processes on its queue")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When its worker last started")
+    last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
+    servers_root_free = models.BigIntegerField(null=True, blank=True)
+    servers_root_total = models.BigIntegerField(null=True, blank=True)
+    backup_root_free = models.BigIntegerField(null=True, blank=True)
+    backup_root_total = models.BigIntegerField(null=True, blank=True)
+    # {server id: {"state", "running", "pid", "uptime_seconds", "folder"}} as the node saw them.
+    statuses = models.JSONField(default=dict, blank=True)
+    # Set once the node was found silent for 3 heartbeats (alerted once); cleared when it reports again.
+    down_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class NodeCall(models.Model):
+    """One action a node runs for the web tier (start, stop, check a
+    folder…): the row is its request and its answer, as there is no Celery
+    result backend. The web tier waits for it a little, then answers with the
+    pending call, which the API and pages can poll."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sent to the node"
+        RUNNING = "running", "Running on the node"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    node = models.CharField(max_length=64, db_index=True)
+    server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.CASCADE, related_name="node_calls")
+    action = models.CharField(max_length=32)
+    arguments = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    result = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.action} on {self.node} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

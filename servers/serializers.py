@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from mcsite.api.fields import RejectUnknownFieldsMixin, StrictBooleanField, StrictCharField, StrictIntegerField
 from servers.announcements import AnnouncementError, check_message, normalise_countdown
-from servers.models import Server
+from servers.models import Node, NodeCall, Server
 
 
 def _announcement(check, value):
@@ -82,3 +82,38 @@ class ServerOutputSerializer(serializers.ModelSerializer):
         from servers.selectors import server_status
 
         return server_status(server=server)
+
+
+class NodeCallSerializer(serializers.ModelSerializer):
+    """A start, stop or folder check sent to a server's node (issue #15)."""
+
+    server_id = serializers.IntegerField(read_only=True, allow_null=True)
+    finished = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = NodeCall
+        fields = ["id", "node", "server_id", "action", "status", "finished", "result", "error_code",
+                  "error_message", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    """A game host as it last reported itself (issue #15)."""
+
+    state = serializers.SerializerMethodField(help_text="up; down (silent for 3 heartbeats); unknown (never reported)")
+    server_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Node
+        fields = ["name", "state", "hostname", "version", "worker_count", "started_at", "last_heartbeat",
+                  "down_since", "servers_root_free", "servers_root_total", "backup_root_free", "backup_root_total",
+                  "server_count"]
+        read_only_fields = fields
+
+    def get_state(self, node) -> str:
+        from servers.nodes import node_state
+
+        return node_state(node)
+
+    def get_server_count(self, node) -> int:
+        return Server.objects.filter(node=node.name).count()

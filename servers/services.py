@@ -4,6 +4,7 @@ change Server rows themselves."""
 import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 from mcsite.paths import scrub_paths
 from servers.announcements import AnnouncementError, check_message, normalise_countdown
+from servers import nodes
 from servers.models import Server
 
 
@@ -54,16 +56,39 @@ def _kept_backups_block(relative: str, owner) -> bool:
     return any(_overlaps(relative, folder) for folder, kept_owner in kept if owner_id is None or kept_owner != owner_id)
 
 
-def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=None) -> str:
-    """The folder as a path relative to the servers root, after following every
-    symlink. Refused: anything resolving outside the root, the root itself, a
-    missing folder, a folder any part of whose path starts with a dot (mcsite's
-    own leftovers beside a server folder, `.x.restore-…`, `.x.pre-restore-…`,
+def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=None, node: str | None = None) -> str:
+    """The folder as a path relative to the servers root of the server's node
+    (``node``; this process's own when None), after following every symlink.
+    Refused: anything resolving outside the root, the root itself, a missing
+    folder, a folder any part of whose path starts with a dot (mcsite's own
+    leftovers beside a server folder, `.x.restore-…`, `.x.pre-restore-…`,
     `.x.failed-restore-…`, `.x.previous-…`, are all dot-named), mcsite's own
-    folders, a folder that is, contains or lies inside another server's folder,
-    and the folder of another user's deleted server while its kept backups
-    exist (`owner` is who the server will belong to). Missing and taken get
-    the same message, so the names of other users' folders cannot be probed."""
+    folders, a folder that is, contains or lies inside another server's
+    folder on the same node, and the folder of another user's deleted server
+    while its kept backups exist (`owner` is who the server will belong to).
+    Missing and taken get the same message, so the names of other users'
+    folders cannot be probed.
+
+    The folder is looked at on its node (issue #15): here when this process
+    is that node, else by a ``check_folder`` call to the node's worker; the
+    rules about other servers are the database's, checked here."""
+    node = node or settings.MCSITE_NODE
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is required")
+    if nodes.is_local(node):
+        relative = resolve_directory_on_disk(raw)
+    else:
+        call = nodes.call_outcome(nodes.node_call(node=node, action="check_folder", arguments={"directory": raw}))
+        if not call.finished:
+            raise DomainError(ErrorCode.NODE_DOWN, f"Game host {node} did not answer in time; try again")
+        relative = call.result["directory"]
+    check_directory_free(relative, node=node, exclude_pk=exclude_pk, owner=owner)
+    return relative
+
+
+def resolve_directory_on_disk(raw: str) -> str:
+    """The part of resolve_server_directory that looks at the disk: run on
+    the folder's node only."""
     if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
         raise DomainError(ErrorCode.INVALID_DIRECTORY, "Directory is required")
     root = servers_root()
@@ -86,8 +111,13 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=N
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     if any(reserved.is_relative_to(resolved) for reserved in contained):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
-    relative = relative_path.as_posix()
-    others = Server.objects.exclude(pk=exclude_pk).values_list("directory", "owner_id", "name")
+    return relative_path.as_posix()
+
+
+def check_directory_free(relative: str, *, node: str, exclude_pk: int | None = None, owner=None) -> None:
+    """The database's rules for a folder on ``node``: no other server there
+    is, contains or lies inside it; no kept backups of another user's."""
+    others = Server.objects.filter(node=node).exclude(pk=exclude_pk).values_list("directory", "owner_id", "name")
     clashes = [(other, owner_id, name) for other, owner_id, name in others if _overlaps(relative, other)]
     owner_id = getattr(owner, "pk", None)
     own = [(other, name) for other, clash_owner, name in clashes if owner_id is not None and clash_owner == owner_id]
@@ -103,7 +133,6 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=N
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
     if _kept_backups_block(relative, owner):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, UNAVAILABLE_DIRECTORY)
-    return relative
 
 
 NEW_DIRECTORY_TAKEN = "Directory must be a new (or empty) folder inside the servers root that no other server uses"
@@ -130,7 +159,8 @@ def new_server_directory(raw: str, *, owner) -> tuple[str, bool]:
     relative = folder.relative_to(root).as_posix()
     # Checked before anything is made: nothing is created inside another server's folder.
     if any(part.startswith(".") for part in relative.split("/")) or any(
-            _overlaps(relative, other) for other in Server.objects.values_list("directory", flat=True)):
+            _overlaps(relative, other) for other in Server.objects.filter(node=settings.MCSITE_NODE)
+            .values_list("directory", flat=True)):
         raise DomainError(ErrorCode.INVALID_DIRECTORY, NEW_DIRECTORY_TAKEN)
     created = False
     if not os.path.lexists(folder):
@@ -215,8 +245,8 @@ _EDITABLE = {
 
 
 def _apply(server: Server, data: dict, actor) -> None:
-    # The owner first: the directory check depends on who the server will belong to.
-    for field, value in sorted(data.items(), key=lambda item: item[0] != "owner"):
+    # The owner and node first: the directory check depends on who the server will belong to and where.
+    for field, value in sorted(data.items(), key=lambda item: (item[0] != "owner", item[0] != "node")):
         if field == "owner":
             if not getattr(actor, "is_superuser", False):
                 raise DomainError(ErrorCode.PERMISSION_DENIED, "Only an administrator can give a server to another user")
@@ -224,7 +254,8 @@ def _apply(server: Server, data: dict, actor) -> None:
         elif field == "rcon_password":
             server.rcon_password = value
         elif field == "directory":
-            server.directory = resolve_server_directory(value, exclude_pk=server.pk, owner=server.owner)
+            server.directory = resolve_server_directory(value, exclude_pk=server.pk, owner=server.owner,
+                                                        node=data.get("node", server.node))
         elif field == "start_command":
             check_start_command_allowed(actor=actor, new=value, current=server.start_command)
             server.start_command = value
@@ -234,6 +265,13 @@ def _apply(server: Server, data: dict, actor) -> None:
         elif field == "rcon_host":
             check_rcon_host_allowed(actor=actor, new=value, current=server.rcon_host)
             server.rcon_host = value
+        elif field == "node":
+            check_node_known(value)
+            if value != server.node and server.pk and "directory" not in data:
+                # Moved to another game host: its folder must be there already (docs/deployment.md).
+                server.directory = resolve_server_directory(server.directory, exclude_pk=server.pk,
+                                                            owner=server.owner, node=value)
+            server.node = value
         elif field in ANNOUNCEMENT_CHECKS:
             setattr(server, field, _announcement_value(field, value))
         elif field in _EDITABLE:
@@ -242,6 +280,17 @@ def _apply(server: Server, data: dict, actor) -> None:
 
 LIVE_NEEDS_PASSWORD = ("Live backups need an RCON password: mcsite pauses saving with save-off, save-all "
                        "and save-on over RCON. Set the server's RCON password, or use stop mode.")
+
+
+def check_node_known(node: str) -> None:
+    """A server goes on this process's own node or on one that has reported
+    (its worker ran once); another name is a typo or a worker never started."""
+    from servers.models import Node
+
+    if not nodes.is_local(node) and not Node.objects.filter(name=node).exists():
+        message = (f"No game host named {node} has reported: start its worker first "
+                   f"(MCSITE_NODE={node} celery -A mcsite worker -Q {node}), see docs/deployment.md")
+        raise DomainError(ErrorCode.VALIDATION_ERROR, message, details={"node": [message]})
 
 
 def check_live_mode(server: Server) -> None:
@@ -266,7 +315,14 @@ def jar_named(start_command: str) -> str | None:
 
 def server_warnings(server: Server) -> list[str]:
     """What will stop the server from starting but may be fixed later (so it
-    is not refused): the jar its start command runs is not in its folder."""
+    is not refused): the jar its start command runs is not in its folder.
+    Looked at on the server's node; elsewhere, as its node last reported."""
+    if not nodes.is_local(server.node):
+        return nodes.reported_warnings(server)
+    return server_warnings_here(server)
+
+
+def server_warnings_here(server: Server) -> list[str]:
     folder = server.path
     if not folder.is_dir():
         return [f"The folder {server.directory} is missing."]
@@ -382,7 +438,48 @@ def _busy_check(server: Server) -> None:
                           "A backup has stopped the server and will start it again when it is done")
 
 
-def server_start(*, server: Server, actor, request=None, source: str = "api"):
+@dataclass(frozen=True)
+class ControlOutcome:
+    """What a start or stop came to: ``done`` with its message, or sent to
+    the server's node and not answered within the wait (``call`` pending:
+    the API answers 202 with it, to be polled at /api/node-calls/{id})."""
+
+    done: bool
+    message: str
+    call: object = None  # servers.models.NodeCall when the node ran (or runs) it
+
+
+def server_start(*, server: Server, actor, request=None, source: str = "api") -> ControlOutcome:
+    """Starts the server on its node: here when this process is that node,
+    else as a call to the node's worker (issue #15)."""
+    if nodes.is_local(server.node):
+        server_start_here(server=server, actor=actor, request=request, source=source)
+        return ControlOutcome(True, "Server started")
+    _busy_check(server)
+    call = nodes.call_outcome(nodes.node_call(node=server.node, action="start", server=server, actor=actor))
+    if not call.finished:
+        return ControlOutcome(False, f"Start sent to game host {server.node}; it has not answered yet", call)
+    server.refresh_from_db(fields=["pid", "pid_create_time"])
+    return ControlOutcome(True, "Server started", call)
+
+
+def server_stop(*, server: Server, actor, request=None, source: str = "api") -> ControlOutcome:
+    if nodes.is_local(server.node):
+        outcome = server_stop_here(server=server, actor=actor, request=request, source=source)
+        return ControlOutcome(True, _stopped_message(outcome.was_running, outcome.step.value))
+    _busy_check(server)
+    call = nodes.call_outcome(nodes.node_call(node=server.node, action="stop", server=server, actor=actor))
+    if not call.finished:
+        return ControlOutcome(False, f"Stop sent to game host {server.node}; it has not answered yet", call)
+    server.refresh_from_db(fields=["pid", "pid_create_time"])
+    return ControlOutcome(True, _stopped_message(call.result.get("was_running"), call.result.get("step", "")), call)
+
+
+def _stopped_message(was_running, step: str) -> str:
+    return f"{'Server stopped' if was_running else 'Server was not running'} ({step})"
+
+
+def server_start_here(*, server: Server, actor, request=None, source: str = "api"):
     from servers import control
 
     if not server.path.is_dir():
@@ -400,7 +497,7 @@ def server_start(*, server: Server, actor, request=None, source: str = "api"):
     return status
 
 
-def server_stop(*, server: Server, actor, request=None, source: str = "api"):
+def server_stop_here(*, server: Server, actor, request=None, source: str = "api"):
     from servers import control
 
     _busy_check(server)

@@ -19,6 +19,7 @@ from mcsite.errors import DomainError
 from servers import services
 from servers.forms import ServerForm
 from servers.models import Server
+from servers.nodes import nodes_by_name
 from servers.selectors import server_status
 
 _STORED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]
@@ -43,12 +44,13 @@ def _rows(servers) -> list[dict]:
     last = BackupRecord.objects.in_bulk([s.last_backup_id for s in servers if s.last_backup_id])
     active = set(BackupRecord.objects.filter(server__in=servers, status__in=["queued", "running"])
                  .values_list("server_id", flat=True))
+    node_rows = nodes_by_name(s.node for s in servers)  # what remote nodes reported, read once
     rows = []
     for server in servers:
         schedule = getattr(server, "backup_schedule", None)
         rows.append({
             "server": server,
-            "status": server_status(server=server),
+            "status": server_status(server=server, node_rows=node_rows),
             "schedule": schedule,
             "next_run": scheduling.next_run(schedule) if schedule else None,
             "last_backup": last.get(server.last_backup_id),
@@ -144,11 +146,14 @@ def server_delete(request, server_id):
 def _control(request, server_id, action, done: str):
     server = visible_server(request, server_id)
     try:
-        action(server=server, actor=request.user, request=request, source="web")
+        outcome = action(server=server, actor=request.user, request=request, source="web")
     except DomainError as exc:
         messages.error(request, f"{server.name}: {exc.message}")
     else:
-        messages.success(request, f"{server.name} {done}.")
+        if outcome.done:
+            messages.success(request, f"{server.name} {done}.")
+        else:  # sent to its game host, which has not answered yet (issue #15)
+            messages.info(request, f"{server.name}: {outcome.message}. Reload in a moment to see its status.")
     return redirect(request.POST["next"] if _safe_next(request) else "server-list")
 
 

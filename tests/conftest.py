@@ -156,3 +156,45 @@ def make_server(make_server_dir):
         return Server.objects.create(owner=owner, name=name, directory=folder.name, **fields)
 
     return make
+
+
+@pytest.fixture
+def remote_nodes(db, monkeypatch, settings):
+    """This process becomes a web tier of its own (MCSITE_NODE="web"), and
+    `remote_nodes.add("game-a")` makes a node that reported just now. A call
+    sent to an answering node runs at once in this process, as that node's
+    worker would run it (the same test folders stand in for its disk); one
+    added with `answers=False` has a worker that never picks calls up.
+    `remote_nodes.sent` lists every task sent (name, queue, kwargs)."""
+    from django.utils import timezone
+
+    from mcsite.celery import app
+    from servers import nodes
+    from servers.models import Node
+
+    settings.MCSITE_NODE = "web"
+    answering: set[str] = set()
+    sent: list = []
+    real_send = app.send_task
+
+    def send_task(name, args=None, kwargs=None, queue=None, **options):
+        sent.append((name, queue, kwargs))
+        if name == nodes.CALL_TASK and queue in answering:
+            return nodes.node_call_run(**kwargs)
+        return real_send(name, args=args, kwargs=kwargs, queue=queue, **options)
+
+    monkeypatch.setattr(app, "send_task", send_task)
+
+    class RemoteNodes:
+        def add(self, name: str, *, answers: bool = True, **fields) -> Node:
+            if answers:
+                answering.add(name)
+            node, _ = Node.objects.update_or_create(name=name, defaults={
+                "last_heartbeat": timezone.now(), "hostname": f"{name}.example", **fields})
+            return node
+
+        sent = None
+
+    helper = RemoteNodes()
+    helper.sent = sent
+    return helper

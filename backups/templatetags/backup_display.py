@@ -25,6 +25,12 @@ def mib_number(size_bytes) -> str:
 
 
 @register.filter
+def state_label(state) -> str:
+    """A server's state as words (``node_down``: its game host stopped reporting)."""
+    return {"node_down": "Node down"}.get(state, str(state or "unknown").capitalize())
+
+
+@register.filter
 def mib(size_bytes) -> str:
     """Bytes written in MiB: "0.31 MiB", "18.3 MiB", "103 936 MiB"; "—" for none."""
     if size_bytes is None or size_bytes == "":

@@ -30,6 +30,7 @@ _DESCRIPTIONS = {
     415: "Unsupported media type: send application/json (VALIDATION_ERROR)",
     429: "Too many requests (THROTTLED)",
     500: "Internal error (INTERNAL_ERROR)",
+    503: "The server's game host is not reporting (NODE_DOWN)",
     507: "Insufficient disk space (INSUFFICIENT_DISK_SPACE)",
 }
 _ALWAYS = (400, 401, 404, 405, 415, 429, 500)

@@ -80,7 +80,7 @@ def test_audit_log_is_read_only_and_for_admins_only(client, alice, admin_user, t
 
 
 def test_changing_a_servers_node_in_the_admin_moves_its_schedule_to_that_queue(client, admin_user, alice,
-                                                                               make_server):
+                                                                               make_server, remote_nodes):
     """Admin changes go through server_update like the API's: the schedule's
     task follows the server to its new node (it used to stay on the old queue)."""
     from django_celery_beat.models import PeriodicTask
@@ -88,6 +88,7 @@ def test_changing_a_servers_node_in_the_admin_moves_its_schedule_to_that_queue(c
     from backups.services import backup_schedule_create
 
     server = make_server(alice, "moving", world=False)
+    remote_nodes.add("game-host-b")  # up, and its folder "moving" is there (checked on that node)
     schedule = backup_schedule_create(server=server, data={"schedule_type": "daily", "schedule_time": dt.time(3, 0)},
                                       actor=alice)
     client.force_login(admin_user)

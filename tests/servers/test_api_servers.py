@@ -160,17 +160,28 @@ def test_unknown_fields_and_a_numeric_node_are_refused(alice_api, alice, make_se
     assert response.status_code == 400 and set(response.json()["details"]) == {"node"}
 
 
-def test_changing_the_node_moves_the_schedule_to_that_queue(alice_api, alice, make_server):
+def test_changing_the_node_moves_the_schedule_to_that_queue(alice_api, alice, make_server, remote_nodes):
     import datetime as dt
 
     from backups.services import schedules
 
     server = make_server(alice, "moving", world=False)
+    remote_nodes.add("host2")  # up, its folder "moving" there (the test folders stand in for its disk)
     schedule = schedules.backup_schedule_create(server=server, data={"schedule_type": "daily",
                                                 "schedule_time": dt.time(2)}, actor=alice)
     assert alice_api.patch(f"/api/servers/{server.pk}", {"node": "host2"}, format="json").status_code == 200
     schedule.periodic_task.refresh_from_db()
     assert schedule.periodic_task.queue == "host2"
+    # A game host that never reported is refused; so is one without the folder.
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"node": "typo"}, format="json")
+    assert response.status_code == 400 and "No game host named typo" in response.json()["details"]["node"][0]
+    remote_nodes.add("host3")
+    (server.path / "marker").write_text("x")
+    server.path.rename(server.path.with_name("moved-away"))
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"node": "host3"}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_DIRECTORY"
+    server.refresh_from_db()
+    assert server.node == "host2"
 
 
 def test_a_server_cannot_be_deleted_while_a_backup_or_restore_is_active(alice_api, alice, make_server):

@@ -167,8 +167,13 @@ def test_the_admin_is_branded(admin_web):
 
 def test_the_backup_page_has_start_and_a_stop_that_asks_first(alice_web, alices_server, monkeypatch):
     calls = []
-    monkeypatch.setattr("servers.services.server_stop", lambda **kw: calls.append(("stop", kw["server"].pk)))
-    monkeypatch.setattr("servers.services.server_start", lambda **kw: calls.append(("start", kw["server"].pk)))
+    from servers.services import ControlOutcome
+
+    def record(action):
+        return lambda **kw: calls.append((action, kw["server"].pk)) or ControlOutcome(True, action)
+
+    monkeypatch.setattr("servers.services.server_stop", record("stop"))
+    monkeypatch.setattr("servers.services.server_start", record("start"))
     page = alice_web.get(f"/backup/{alices_server.pk}").content.decode()
     assert f'action="/servers/{alices_server.pk}/start/"' in page
     assert f'value="/backup/{alices_server.pk}"' in page  # comes back to this page

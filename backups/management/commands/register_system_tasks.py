@@ -1,8 +1,9 @@
 """Registers the periodic system tasks (reaper, disk monitor, retention
-sweep, dead-man check, re-check of old backups). It only touches PeriodicTasks named `system:…`."""
+sweep, dead-man check, re-check of old backups, node heartbeats). It only touches PeriodicTasks named `system:…`."""
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -17,6 +18,8 @@ SYSTEM_TASKS = {
     "system:recheck-backups": ("backups.tasks.recheck_backups", 1, IntervalSchedule.DAYS),
     "system:sweep-offsite-copies": ("backups.tasks.sweep_offsite_copies", 1, IntervalSchedule.HOURS),
     "system:recheck-offsite-copies": ("backups.tasks.recheck_offsite_copies", 1, IntervalSchedule.DAYS),
+    # Every node's heartbeat, and silent nodes found (issue #15); the period is MCSITE_NODE_HEARTBEAT_SECONDS.
+    "system:node-heartbeats": ("servers.tasks.send_node_heartbeats", None, IntervalSchedule.SECONDS),
 }
 
 
@@ -26,6 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             for name, (task, every, period) in SYSTEM_TASKS.items():
+                every = every or settings.MCSITE_NODE_HEARTBEAT_SECONDS
                 interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
                 PeriodicTask.objects.update_or_create(
                     name=name,

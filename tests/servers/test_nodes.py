@@ -1,0 +1,179 @@
+"""Game hosts as objects (issue #15): a node's heartbeat writes what it sees
+(disks, each of its servers' status and warnings); a web tier on another
+node shows that report and never looks at the server itself; a node silent
+for 3 heartbeats is "node down" at once and alerted once; start, stop and
+the folder check of a new server are calls the node answers (202 with the
+pending call when it has not answered yet, NODE_DOWN when it is down).
+
+Here the remote node's worker is stood in for by this process (the
+`remote_nodes` fixture runs a call as the worker would); tests/integration
+has the same with real workers on separate folders."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from backups.models import AlertIncident
+from servers import nodes
+from servers.models import Node, NodeCall, Server
+from tests.backups.conftest import fake_mc  # noqa: F401 (fixture)
+from tests.fakes.fixtures import fake_server_factory  # noqa: F401 (fixture)
+from tests.web.conftest import alice_web  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+def _long_ago(seconds_of_heartbeats: int = 4):
+    return timezone.now() - timedelta(seconds=seconds_of_heartbeats * nodes.heartbeat_seconds())
+
+
+# --- the heartbeat ---------------------------------------------------------------------
+
+def test_a_heartbeat_writes_the_nodes_disks_and_its_servers_status(alice, make_server, settings):
+    here = make_server(alice, "survival")
+    make_server(alice, "elsewhere")
+    Server.objects.filter(name="elsewhere").update(node="game-b")
+    node = nodes.node_heartbeat(started=True, worker_count=2)
+    assert (node.name, node.worker_count, node.version) == ("default", 2, nodes.mcsite_version())
+    assert node.hostname and node.started_at == node.last_heartbeat
+    assert 0 < node.servers_root_free <= node.servers_root_total
+    assert 0 < node.backup_root_free <= node.backup_root_total
+    assert list(node.statuses) == [str(here.pk)], "only the servers of this node"
+    entry = node.statuses[str(here.pk)]
+    assert (entry["state"], entry["running"], entry["folder"]) == ("stopped", False, True)
+    assert entry["warnings"] == []
+
+
+def test_beat_sends_one_heartbeat_to_every_known_node(alice, make_server, remote_nodes):
+    make_server(alice, "a")
+    Server.objects.filter(name="a").update(node="game-a")
+    remote_nodes.add("game-c")
+    assert nodes.heartbeats_send() == ["game-a", "game-c"]
+    beats = [(name, queue) for name, queue, _ in remote_nodes.sent if name == nodes.HEARTBEAT_TASK]
+    assert beats == [(nodes.HEARTBEAT_TASK, "game-a"), (nodes.HEARTBEAT_TASK, "game-c")]
+
+
+# --- what the web tier shows -----------------------------------------------------------
+
+def _remote_server(owner, make_server, node="game-a", name="survival") -> Server:
+    server = make_server(owner, name)
+    Server.objects.filter(pk=server.pk).update(node=node)
+    server.refresh_from_db()
+    return server
+
+
+def test_the_web_tier_shows_the_nodes_report_not_what_it_sees(alice, alice_api, make_server, remote_nodes):
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", statuses={str(server.pk): {
+        "state": "running", "running": True, "pid": 4242, "uptime_seconds": 61.0, "folder": True,
+        "warnings": ["server.jar is not in the folder survival: Start will fail until the server jar is there."]}})
+    data = alice_api.get(f"/api/servers/{server.pk}").json()["data"]
+    assert data["status"]["state"] == "running" and data["status"]["pid"] == 4242  # not running here at all
+    assert data["status"]["node"] == "game-a" and data["status"]["reported_at"]
+    assert data["warnings"] == ["server.jar is not in the folder survival: Start will fail until the server jar is there."]
+
+
+def test_a_silent_node_shows_node_down_at_once_and_alerts_once(alice, alice_api, alice_web, make_server,  # noqa: F811
+                                                               remote_nodes, settings):
+    settings.MCSITE_ALERT_EMAILS = ["ops@example.com"]
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", last_heartbeat=_long_ago(), statuses={str(server.pk): {"state": "running"}})
+    status = alice_api.get(f"/api/servers/{server.pk}").json()["data"]["status"]
+    assert status["state"] == "node_down" and "has not reported since" in status["error"]
+    page = alice_web.get("/servers/").content.decode()
+    assert "Node down" in page
+
+    assert nodes.nodes_check() == ["game-a"]
+    assert nodes.nodes_check() == [], "once per incident"
+    assert [m.subject for m in mail.outbox] == ["[mcsite] Game host game-a is down"]
+    assert "1 server(s)" in mail.outbox[0].body
+
+    # It reports again (as its own worker would): up, the incident resolved; a later silence alerts again.
+    settings.MCSITE_NODE = "game-a"
+    nodes.node_heartbeat()
+    settings.MCSITE_NODE = "web"
+    assert Node.objects.get(name="game-a").down_since is None
+    assert not AlertIncident.objects.filter(kind="node_down", resolved_at__isnull=True).exists()
+    Node.objects.filter(name="game-a").update(last_heartbeat=_long_ago())
+    assert nodes.nodes_check() == ["game-a"] and len(mail.outbox) == 2
+
+
+def test_the_node_api_is_for_admins_and_lists_silent_nodes(alice, alice_api, admin_api, make_server, remote_nodes):
+    _remote_server(alice, make_server, node="never-reported")
+    remote_nodes.add("game-a", servers_root_free=5, servers_root_total=10)
+    remote_nodes.add("game-z", last_heartbeat=_long_ago())
+    assert alice_api.get("/api/nodes/").status_code == 403
+    rows = {n["name"]: n for n in admin_api.get("/api/nodes/").json()["data"]}
+    assert {name: n["state"] for name, n in rows.items()} == {"game-a": "up", "game-z": "down",
+                                                              "never-reported": "unknown"}
+    assert rows["never-reported"]["server_count"] == 1 and rows["game-a"]["servers_root_free"] == 5
+
+
+# --- calls: start, stop, the folder of a new server -----------------------------------
+
+def test_start_and_stop_run_on_the_servers_node(alice, alice_api, fake_mc, remote_nodes):  # noqa: F811
+    server = fake_mc(alice)
+    Server.objects.filter(pk=server.pk).update(node="game-a")
+    remote_nodes.add("game-a")
+    response = alice_api.post(f"/api/servers/{server.pk}/start/")
+    assert response.status_code == 200, response.json()
+    assert response.json()["message"] == "Server started"
+    server.fake.wait_ready()
+    call = NodeCall.objects.get(action="start")
+    assert (call.node, call.status, call.actor) == ("game-a", "succeeded", alice)
+    assert Node.objects.get(name="game-a").statuses[str(server.pk)]["state"] == "running"  # reported at once
+    assert alice_api.get(f"/api/servers/{server.pk}").json()["data"]["status"]["state"] == "running"
+
+    response = alice_api.post(f"/api/servers/{server.pk}/stop/")
+    assert response.status_code == 200 and response.json()["message"].startswith("Server stopped")
+    assert alice_api.get(f"/api/servers/{server.pk}").json()["data"]["status"]["state"] == "stopped"
+
+
+def test_a_node_that_has_not_answered_yet_gives_202_and_the_call_to_poll(alice, alice_api, bob_api, make_server,
+                                                                         remote_nodes, settings):
+    settings.MCSITE_NODE_CALL_WAIT_SECONDS = 0
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", answers=False)
+    response = alice_api.post(f"/api/servers/{server.pk}/stop/")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["data"]["status"] == "pending" and body["data"]["action"] == "stop"
+    assert "has not answered yet" in body["message"]
+    url = f"/api/node-calls/{body['data']['id']}"
+    assert alice_api.get(url).json()["data"]["status"] == "pending"
+    assert bob_api.get(url).status_code == 404
+
+    nodes.node_call_run(call_id=body["data"]["id"])  # the node's worker picks it up
+    done = alice_api.get(url).json()["data"]
+    assert (done["status"], done["result"]["was_running"], done["result"]["step"]) == ("succeeded", False,
+                                                                                       "not_running")
+
+
+def test_a_node_that_is_down_refuses_at_once_and_sends_nothing(alice, alice_api, make_server, remote_nodes):
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", last_heartbeat=_long_ago())
+    response = alice_api.post(f"/api/servers/{server.pk}/start/")
+    assert response.status_code == 503
+    assert response.json()["code"] == "NODE_DOWN" and "game-a" in response.json()["error"]
+    assert not NodeCall.objects.exists()
+
+
+def test_a_new_servers_folder_is_checked_on_its_node_and_unique_per_node(alice, alice_api, make_server_dir,
+                                                                         remote_nodes):
+    remote_nodes.add("game-a")
+    remote_nodes.add("game-b")
+    make_server_dir("survival")
+    body = {"name": "survival", "directory": "survival", "node": "game-a"}
+    response = alice_api.post("/api/servers/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert NodeCall.objects.get().action == "check_folder"
+    # The same folder name on another game host is another folder.
+    response = alice_api.post("/api/servers/", {**body, "name": "survival-b", "node": "game-b"}, format="json")
+    assert response.status_code == 201, response.json()
+    response = alice_api.post("/api/servers/", {**body, "name": "again"}, format="json")
+    assert response.status_code == 400 and "already uses this folder" in response.json()["error"]
+    response = alice_api.post("/api/servers/", {**body, "name": "nowhere", "directory": "missing"}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_DIRECTORY"
+    assert Server.objects.count() == 2
