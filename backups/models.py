@@ -190,6 +190,9 @@ class BackupRecord(models.Model):
     server_directory = models.CharField(max_length=500, blank=True, default="")
     filename = models.CharField(max_length=200, blank=True)
     storage_path = models.CharField(max_length=500, blank=True, help_text="Relative to the backup root")
+    # The game host whose backup root holds the file (issue #15); "" for records made before nodes
+    # were recorded: the server's node, else this site's own.
+    node = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     requested_by = models.ForeignKey(

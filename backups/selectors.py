@@ -4,11 +4,14 @@ fixed number of queries whatever the number of rows."""
 import shutil
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 
 from backups import scheduling, storage
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
+from servers import nodes
+from servers.models import Node
 
 WINDOWS = {"24h": timedelta(hours=1 * 24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 _FINISHED = [BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED, BackupRecord.Status.DELETED]
@@ -63,16 +66,34 @@ def backup_trend(*, records, limit: int = 60) -> list[dict]:
     return list(reversed(list(rows)))
 
 
+def _web_tier_only() -> bool:
+    """This process serves no game host of its own: the site's disks are the nodes'."""
+    from servers.models import Server
+
+    return (not Server.objects.filter(node=settings.MCSITE_NODE).exists()
+            and Node.objects.exclude(name=settings.MCSITE_NODE).exists())
+
+
 def disk_usage(*, server=None) -> dict:
     from backups.services.retention import disk_usage_percent
 
-    usage = shutil.disk_usage(storage.backup_root())
-    data = {
-        "total_bytes": usage.used + usage.free,  # what we can use: df's size minus root's reserve
-        "used_bytes": usage.used,
-        "free_bytes": usage.free,
-        "used_percent": round(disk_usage_percent(), 1),
-    }
+    remote = _web_tier_only() if server is None else not nodes.is_local(server.node)
+    if remote:
+        # Another game host's backup disk (all of them for the whole site), as reported (issue #15).
+        rows = Node.objects.filter(name=server.node) if server is not None else Node.objects.all()
+        total = sum(r.backup_root_total or 0 for r in rows)
+        free = sum(r.backup_root_free or 0 for r in rows if r.backup_root_total)
+        data = {"total_bytes": total, "used_bytes": total - free, "free_bytes": free,
+                "used_percent": round(100.0 * (total - free) / total, 1) if total else 0.0,
+                "node": server.node if server is not None else None}
+    else:
+        usage = shutil.disk_usage(storage.backup_root())
+        data = {
+            "total_bytes": usage.used + usage.free,  # what we can use: df's size minus root's reserve
+            "used_bytes": usage.used,
+            "free_bytes": usage.free,
+            "used_percent": round(disk_usage_percent(), 1),
+        }
     if server is not None:
         # Regular backups and safety backups (restores' rollback points, which
         # expire on their own) are counted and sized apart. One query.

@@ -37,6 +37,22 @@ def relative_path(path: Path) -> str:
     return Path(path).resolve().relative_to(backup_root()).as_posix()
 
 
+def node_of(record) -> str:
+    """The game host whose backup root holds the record's file (issue #15)."""
+    if record.node:
+        return record.node
+    if record.server_id:
+        return record.server.node
+    return settings.MCSITE_NODE
+
+
+def file_visible_here(record) -> bool:
+    """The file is in this process's backup root: this process is the
+    record's node (another host's backup root is never looked at) and the
+    file is there."""
+    return node_of(record) == settings.MCSITE_NODE and file_present(record)
+
+
 def file_present(record) -> bool:
     try:
         return absolute_path(record.storage_path).is_file()

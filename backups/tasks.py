@@ -6,7 +6,7 @@ but Celery."""
 from celery import shared_task
 from django.conf import settings
 
-from backups.services import actions, announce, maintenance, recheck, retention, scheduled
+from backups.services import actions, announce, files, maintenance, recheck, retention, runs, scheduled
 from backups.services.restore_run import restore_recover, restore_run
 from backups.services.runs import backup_run
 
@@ -28,6 +28,12 @@ def run_scheduled_backup(self, schedule_id: int) -> None:
     """Beat's tick for one schedule. Never raises: a schedule whose server is
     gone or whose run fails is logged (schedule_execution_failure) and alerted."""
     scheduled.backup_scheduled_run(schedule_id=schedule_id, task_id=self.request.id or "")
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def start_backup(backup_id: int) -> None:
+    """A backup triggered from a web tier on another host: warned and queued on this node (issue #15)."""
+    runs.backup_start_on_node(backup_id=backup_id)
 
 
 @shared_task(ignore_result=True)
@@ -68,13 +74,25 @@ def reap_stale_runs() -> dict:
 
 
 @shared_task(ignore_result=True)
-def check_disk_usage() -> float:
+def check_disk_usage(fan_out: bool = True) -> float:
+    """Beat's copy checks this node's disk and sends one to every other node (issue #15)."""
+    if fan_out:
+        maintenance.to_other_nodes("check_disk_usage")
     return maintenance.disk_check()
 
 
 @shared_task(ignore_result=True)
-def sweep_retention() -> int:
+def sweep_retention(fan_out: bool = True) -> int:
+    """Beat's copy sweeps this node's servers and sends one to every other node (issue #15)."""
+    if fan_out:
+        maintenance.to_other_nodes("sweep_retention")
     return retention.retention_sweep()
+
+
+@shared_task(ignore_result=True)
+def remove_backup_file(backup_id: int) -> bool:
+    """A deleted backup's file (or a dropped local file), removed by the node that holds it."""
+    return files.remove_here(backup_id=backup_id)
 
 
 @shared_task(ignore_result=True)

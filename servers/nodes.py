@@ -32,7 +32,6 @@ import shutil
 import socket
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -150,6 +149,13 @@ def is_down(node: Node | None, now=None) -> bool:
     return now - node.last_heartbeat > timedelta(seconds=DOWN_AFTER_BEATS * heartbeat_seconds())
 
 
+def down_nodes(now=None) -> list[str]:
+    """Names of the nodes that reported once and have been silent for DOWN_AFTER_BEATS heartbeats."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=DOWN_AFTER_BEATS * heartbeat_seconds())
+    return list(Node.objects.filter(last_heartbeat__lt=cutoff).values_list("name", flat=True))
+
+
 def node_state(node: Node | None, now=None) -> str:
     if node is None or node.last_heartbeat is None:
         return "unknown"
@@ -231,6 +237,15 @@ def nodes_check(*, now=None) -> list[str]:
 
 # --- calls: the web tier asks a node --------------------------------------------------
 
+_REGISTERED: dict = {}
+
+
+def register_action(name: str, function) -> None:
+    """An action other apps let nodes run: ``function(server, call) -> dict``
+    (backups registers the restore preview's look at the folder)."""
+    _REGISTERED[name] = function
+
+
 def _local_actions() -> dict:
     from servers import services  # services builds on this module
 
@@ -239,7 +254,20 @@ def _local_actions() -> dict:
         "stop": lambda server, call: services.server_stop_here(server=server, actor=call.actor, source="node"),
         "check_folder": lambda server, call: {"directory": services.resolve_directory_on_disk(
             call.arguments.get("directory", ""))},
+        **_REGISTERED,
     }
+
+
+def ask(server: Server, action: str, arguments: dict | None = None, *, local) -> dict:
+    """The result of ``action`` for ``server``: ``local()`` when this process
+    is its node, else the node's answer (NODE_DOWN when it is down or did not
+    answer within the wait; the node's own error when it failed)."""
+    if is_local(server.node):
+        return local()
+    call = call_outcome(node_call(node=server.node, action=action, server=server, arguments=arguments or {}))
+    if not call.finished:
+        raise DomainError(ErrorCode.NODE_DOWN, f"Game host {server.node} did not answer in time; try again")
+    return call.result
 
 
 def call_wait_seconds() -> float:

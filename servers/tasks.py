@@ -44,3 +44,9 @@ def _report_on_start(sender=None, **kwargs) -> None:
         nodes.node_heartbeat(started=True, worker_count=getattr(controller, "concurrency", None))
     except Exception:  # noqa: BLE001 — never stop a worker from starting; beat's heartbeat follows
         log.exception("node_heartbeat_failed on start")
+    try:
+        from backups.services.maintenance import reap_own_runs_on_start  # backups builds on servers
+
+        reap_own_runs_on_start()
+    except Exception:  # noqa: BLE001 — beat's reaper tries again
+        log.exception("reap_on_start_failed")

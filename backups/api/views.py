@@ -180,7 +180,7 @@ class AvailableView(ServerScopedView):
     def get(self, request, server_id):
         records = (BackupRecord.objects.filter(server=self.server(), status=BackupRecord.Status.SUCCEEDED)
                    .filter(~Q(storage_path="") | Q(copies__status=OffsiteCopy.Status.VERIFIED)).distinct()
-                   .order_by("-created_at", "-id"))
+                   .select_related("server").order_by("-created_at", "-id"))
         page = self.paginate_queryset(records)
         present = [r for r in page if copy_source.available(r)]
         return self.get_paginated_response(s.BackupOutputSerializer(present, many=True).data)
@@ -300,15 +300,17 @@ def _download(request, record: BackupRecord):
 
     if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
-    if storage.file_present(record):
+    if storage.file_visible_here(record):
         audit(actor=request.user, action="backup.download", obj=record, request=request)
         return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
                             filename=record.filename, content_type="application/octet-stream")
-    # The local file is gone: from a verified off-site copy (issue #13) — S3 redirects
-    # to a 5-minute signed URL, a folder or SFTP target is streamed through.
-    source = copy_source.source_for(record)
-    if source is None:
-        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+    # The local file is gone, or on a game host this web server cannot read (issue #15):
+    # from a verified off-site copy (issue #13) — S3 redirects to a 5-minute signed URL,
+    # a folder or SFTP target is streamed through.
+    copies = copy_source.verified_copies(record)
+    if not copies:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, copy_source.no_download_reason(record))
+    source = copy_source.Source(record, copies[0])
     url = copy_source.signed_url(source.copy, filename=record.filename)
     audit(actor=request.user, action="backup.download", obj=record, request=request,
           detail={"from_target": source.copy.target.name, "redirect": bool(url)})

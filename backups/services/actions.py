@@ -1,6 +1,5 @@
 """Per-backup actions: verify again, lock/unlock, delete."""
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -9,7 +8,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.models import BackupRecord, BackupSettings
 from backups.offsite import OffsiteError
 from backups.services import config as config_service
-from backups.services import copy_source, lifecycle
+from backups.services import copy_source, files, lifecycle
 from backups.services.contents import contents_store
 from backups.services.offsite import copies_schedule_delete
 from mcsite.audit import audit
@@ -31,7 +30,7 @@ def backup_verify_request(*, record: BackupRecord, actor, request=None, source: 
     """Queues a verification on the worker that sits on the backup's disk: it
     reads the whole archive, which is no work for a web process."""
     _require_source(record)
-    queue = record.server.node if record.server_id else settings.MCSITE_NODE
+    queue = storage.node_of(record)
     transaction.on_commit(lambda: lifecycle.send_task("verify_backup", kwargs={"backup_id": record.pk}, queue=queue))
     audit(actor=actor, action="backup.verify", obj=record, request=request, source=source)
     return record
@@ -121,7 +120,7 @@ def backup_delete(*, record: BackupRecord, actor, request=None, source: str = "a
             raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup was already deleted")
         if record.locked:
             raise DomainError(ErrorCode.PERMISSION_DENIED, "The backup is locked; unlock it before deleting it")
-        storage.remove_backup_file(record)
+        files.remove_on_its_node(record)
         copies_schedule_delete(record, by_age=False)  # its off-site copies go too, after a target's delay
         record.status = BackupRecord.Status.DELETED
         record.deleted_at = timezone.now()

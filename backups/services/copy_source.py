@@ -18,6 +18,8 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from backups import engine, events, storage
 from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import BACKUP_CORRUPTED, EngineError
@@ -56,12 +58,38 @@ def verified_copies(record: BackupRecord) -> list[OffsiteCopy]:
     return copies
 
 
+def local_file(record: BackupRecord) -> bool:
+    """The backup's own file can be read where the work happens: looked at
+    when this process is the record's node; for a record on another game
+    host (issue #15) the database says so, and that node checks again when
+    it reads the file."""
+    if not record.storage_path:
+        return False
+    node = storage.node_of(record)
+    if node == settings.MCSITE_NODE:
+        return storage.file_present(record)
+    # Read on its node only: a server moved to another host since restores from a copy.
+    read_there = record.server_id is None or record.server.node == node
+    return read_there and record.local_removed_at is None and record.status in (
+        BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED)
+
+
 def source_for(record: BackupRecord) -> Source | None:
     """The local file if present, else the best verified copy, else None."""
-    if record.storage_path and storage.file_present(record):
+    if local_file(record):
         return Source(record)
     copies = verified_copies(record)
     return Source(record, copies[0]) if copies else None
+
+
+def no_download_reason(record: BackupRecord) -> str:
+    """Why a backup without a verified copy cannot be downloaded from here."""
+    node = storage.node_of(record)
+    if record.storage_path and record.local_removed_at is None and node != settings.MCSITE_NODE:
+        return (f"The backup file is on game host {node}, which this web server cannot read, and it has no "
+                "verified off-site copy. Add a storage target (Admin → Storage targets) so that backups are "
+                "copied there; downloads then come from the copy.")
+    return "The backup file is not there"
 
 
 def available(record: BackupRecord) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -171,6 +172,8 @@ def _record_fields(doc: dict, *, home, owner, directory: str, local: str | None)
         "server_name": _str(doc.get("server_name"), 100) or (home.name if home else directory)[:100],
         "server_directory": "" if home is not None else directory[:500],
         "filename": doc["filename"][:200], "storage_path": local or "",
+        # The file found in this host's backup root is on this node; else the copy is all there is.
+        "node": settings.MCSITE_NODE if local else (home.node if home is not None else ""),
         "status": BackupRecord.Status.SUCCEEDED, "trigger": trigger, "compression": compression,
         "encrypted": doc.get("encrypted") is True, "key_fingerprint": _str(doc.get("key_fingerprint"), 64),
         "size_bytes": doc["size_bytes"], "source_bytes": _count(doc.get("source_bytes")),

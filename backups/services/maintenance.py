@@ -25,6 +25,7 @@ from backups.services.restore_run import restore_recover
 from backups.services.retention import disk_usage_percent, retention_sweep
 from mcsite.errors import ErrorCode
 from servers import control
+from servers.nodes import down_nodes, known_nodes
 from servers.models import Server
 from servers.rcon import RconClient, RconError
 
@@ -34,15 +35,26 @@ QUEUED_TOO_LONG = timedelta(hours=6)
 PARTIAL_PREFIX = ".partial-"
 
 
-def reap_stale_runs(*, now=None) -> dict:
+def reap_stale_runs(*, now=None, node: str | None = None, silent_for: timedelta | None = None) -> dict:
     """Ends runs whose worker stopped beating as WORKER_LOST, and has what
     they left put right where it lives — on the server's node: half-written
     files removed, servers a dead backup had stopped started, saving turned
-    back on, restored folders recovered from their recorded steps."""
+    back on, restored folders recovered from their recorded steps.
+
+    Runs on a node that is down are left alone (issue #15): nothing of its
+    host can be put right from elsewhere, and the node reaps its own runs
+    when its worker starts again (``node``: only that node's runs, silent
+    for ``silent_for``)."""
     now = now or timezone.now()
-    cutoff = now - stale_cutoff()
+    cutoff = now - (silent_for or stale_cutoff())
     reaped = {"backups": 0, "restores": 0, "servers_started": 0}
     stale = BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, heartbeat_at__lt=cutoff)
+    restores = RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING, heartbeat_at__lt=cutoff)
+    if node is not None:
+        stale, restores = stale.filter(server__node=node), restores.filter(server__node=node)
+    else:
+        down = down_nodes(now)
+        stale, restores = stale.exclude(server__node__in=down), restores.exclude(server__node__in=down)
     # A run waiting for its players' countdown (not_before) gets the same grace from then on.
     never_started = BackupRecord.objects.filter(status=BackupRecord.Status.QUEUED, created_at__lt=now - QUEUED_TOO_LONG
                                                 ).exclude(not_before__gte=now - QUEUED_TOO_LONG)
@@ -73,8 +85,7 @@ def reap_stale_runs(*, now=None) -> dict:
         if record.saves_paused:
             on_node(server, "resume_saves")
             BackupRecord.objects.filter(pk=record.pk).update(saves_paused=False)
-    for restore in RestoreRequest.objects.filter(status=RestoreRequest.Status.RUNNING,
-                                                 heartbeat_at__lt=cutoff).select_related("server"):
+    for restore in restores.select_related("server"):
         if restore.server.node == settings.MCSITE_NODE:
             reaped["restores"] += restore_recover(restore_id=restore.pk, stale_before=cutoff)
         elif RestoreRequest.objects.filter(pk=restore.pk, status=RestoreRequest.Status.RUNNING,
@@ -91,9 +102,30 @@ def reap_stale_runs(*, now=None) -> dict:
     reaped["copies"] = reap_stale_copies(now=now)  # off-site copies whose worker died: sent again
     remove_orphaned_partials(older_than=cutoff)
     remove_restore_leftovers(older_than=cutoff)
-    for node in set(Server.objects.values_list("node", flat=True)) - {settings.MCSITE_NODE}:
-        lifecycle.send_task("sweep_partial_files", kwargs={}, queue=node)  # each host cleans its own disk
+    if node is None:
+        to_other_nodes("sweep_partial_files")  # each host cleans its own disk
     return reaped
+
+
+def reap_own_runs_on_start() -> dict:
+    """A node's worker starts: its runs that stopped beating (the worker
+    that ran them was killed, possibly while the node was down) are ended
+    and put right here, on their own host."""
+    return reap_stale_runs(node=settings.MCSITE_NODE, silent_for=timedelta(seconds=2 * lifecycle.HEARTBEAT_SECONDS))
+
+
+def to_other_nodes(task: str) -> list[str]:
+    """Sends a node-local system task (its disk, its servers) to every other
+    node's queue, with ``fan_out=False`` where the task takes it."""
+    sent = []
+    for node in sorted(set(known_nodes()) - {settings.MCSITE_NODE}):
+        kwargs = {} if task == "sweep_partial_files" else {"fan_out": False}
+        try:
+            lifecycle.send_task(task, kwargs=kwargs, queue=node)
+            sent.append(node)
+        except Exception as exc:  # noqa: BLE001 — the next period sends it again
+            logger.error("node_task_send_failed task=%s node=%s error=%s", task, node, type(exc).__name__)
+    return sent
 
 
 def on_node(server, action: str, **kwargs) -> bool:
@@ -220,14 +252,17 @@ def disk_check(*, disk_percent: float | None = None) -> float:
     settings_row = BackupSettings.load()
     percent = disk_usage_percent() if disk_percent is None else disk_percent
     root: Path = storage.backup_root()
+    node = settings.MCSITE_NODE
+    subject = f"disk:{node}"  # one incident per game host's backup disk (issue #15)
     for threshold in (settings_row.disk_warning_percent, settings_row.disk_emergency_percent):
         kind = f"disk_usage_{threshold}"
         if percent >= threshold:
-            if alert_open(kind=kind, subject="site", title=f"Backup disk {percent:.0f}% full",
-                          body=f"The backup disk ({root}) is {percent:.1f}% used (threshold {threshold}%)."):
-                events.log_event("disk_usage_high", percent=round(percent, 1), threshold=threshold)
+            if alert_open(kind=kind, subject=subject, title=f"Backup disk {percent:.0f}% full on {node}",
+                          body=f"The backup disk ({root}) of game host {node} is {percent:.1f}% used "
+                               f"(threshold {threshold}%)."):
+                events.log_event("disk_usage_high", percent=round(percent, 1), threshold=threshold, node=node)
         else:
-            alert_resolve(kind=kind, subject="site")
+            alert_resolve(kind=kind, subject=subject)
     if percent >= settings_row.disk_emergency_percent:
         retention_sweep(disk_percent=percent)
     return percent

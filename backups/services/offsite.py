@@ -45,7 +45,7 @@ from backups.alerts import alert_open, alert_resolve
 from backups.models import BackupRecord, BackupSettings, OffsiteCopy, ServerCopyPolicy, StorageTarget
 from backups.offsite import OffsiteError, open_target
 from backups.offsite_layout import remote_name, sidecar_bytes, sidecar_document, sidecar_name
-from backups.services import lifecycle
+from backups.services import files, lifecycle
 
 logger = logging.getLogger("mcsite.backups")
 
@@ -93,7 +93,7 @@ def copies_queue(record: BackupRecord) -> list[OffsiteCopy]:
         copy, new = OffsiteCopy.objects.get_or_create(backup=record, target=target)
         if new:
             created.append(copy)
-    node = record.server.node
+    node = storage.node_of(record)
     for copy in created:
         _send_after_commit(copy.pk, node)
     return created
@@ -229,7 +229,7 @@ def _copy_failed(copy: OffsiteCopy, exc: OffsiteError) -> OffsiteCopy:
                    f"{countdown // 60} min)")
         if OffsiteCopy.objects.filter(pk=copy.pk, status__in=[S.COPYING, S.COPIED]).update(
                 status=S.PENDING, error_message=message, **fields):
-            queue = record.server.node if record.server_id else settings.MCSITE_NODE
+            queue = storage.node_of(record)
             _send_after_commit(copy.pk, queue, countdown=countdown)
         copy.refresh_from_db()
         return copy
@@ -251,7 +251,7 @@ def copy_retry(copy: OffsiteCopy) -> bool:
     """A failed copy tried again now (admin action); False unless it had failed."""
     if not OffsiteCopy.objects.filter(pk=copy.pk, status=S.FAILED).update(attempts=0):
         return False
-    queue = copy.backup.server.node if copy.backup.server_id else settings.MCSITE_NODE
+    queue = storage.node_of(copy.backup)
     _send_after_commit(copy.pk, queue)
     return True
 
@@ -280,7 +280,7 @@ def reap_stale_copies(*, now=None) -> int:
             continue
         reaped += 1
         record = copy.backup
-        _send_after_commit(copy.pk, record.server.node if record.server_id else settings.MCSITE_NODE)
+        _send_after_commit(copy.pk, storage.node_of(record))
     return reaped
 
 
@@ -310,9 +310,9 @@ def drop_local_file(record: BackupRecord, *, reason: str = "emergency") -> bool:
         return False
     if record.local_removed_at is not None:
         return True  # dropped by an earlier sweep: the copy keeps it
-    storage.remove_backup_file(record)
     record.local_removed_at = timezone.now()
     BackupRecord.objects.filter(pk=record.pk).update(local_removed_at=record.local_removed_at)
+    files.remove_on_its_node(record)  # the record says so first: another node checks it before removing
     events.log_event("local_file_dropped", server=record.server, backup=record, reason=reason)
     return True
 
@@ -374,7 +374,7 @@ def copies_recheck_sweep(*, now=None) -> list[int]:
     sent = []
     for copy in recheck_copy_candidates(now=now):
         record = copy.backup
-        queue = record.server.node if record.server_id else settings.MCSITE_NODE
+        queue = storage.node_of(record)
         try:
             lifecycle.send_task(RECHECK_TASK, kwargs={"copy_id": copy.pk}, queue=queue)
         except Exception as exc:  # noqa: BLE001

@@ -10,6 +10,8 @@ from backups.engine.errors import EngineError
 from backups.engine.walk import scan
 from backups.services import lifecycle
 from mcsite.errors import DomainError, ErrorCode
+from servers import nodes
+from servers.models import Node
 
 DISK_MARGIN_BYTES = 64 * 1024 * 1024
 
@@ -26,6 +28,32 @@ def backup_precheck(*, server, exclude=None, needed_bytes: int | None = None) ->
     source_bytes = folder_size(folder, server.exclude_patterns if exclude is None else exclude)
     require_free_space(storage.backup_root(), needed_bytes if needed_bytes is not None else source_bytes)
     return source_bytes
+
+
+def trigger_precheck(*, server) -> None:
+    """The checks a trigger answers with at once. On the server's own node:
+    the real ones. For a server on another game host (issue #15): from that
+    node's last report — it is up, the folder is there, its backup root has
+    room for about the last backup's size; the run checks exactly on the node."""
+    if nodes.is_local(server.node):
+        backup_precheck(server=server)
+        return
+    node = Node.objects.filter(name=server.node).first()
+    if nodes.is_down(node):
+        raise DomainError(ErrorCode.NODE_DOWN, f"Game host {server.node} is not reporting; start its worker and try again")
+    entry = node.statuses.get(str(server.pk)) or {}
+    if entry.get("folder") is False:
+        raise DomainError(ErrorCode.SERVER_DIRECTORY_NOT_FOUND)
+    from backups.models import BackupRecord
+
+    last = (BackupRecord.objects.filter(server=server, status=BackupRecord.Status.SUCCEEDED)
+            .exclude(source_bytes=None).order_by("-created_at").values_list("source_bytes", flat=True).first())
+    free = node.backup_root_free
+    if free is not None and free < (last or 0) + DISK_MARGIN_BYTES:
+        raise DomainError(
+            ErrorCode.INSUFFICIENT_DISK_SPACE,
+            f"Insufficient disk space on game host {server.node}: about {(last or 0) // 2**20} MiB needed "
+            f"(the last backup's size), {free // 2**20} MiB free")
 
 
 def require_free_space(folder: Path, needed: int) -> None:

@@ -21,7 +21,6 @@ backup (once; a later re-check that passes closes it)."""
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -57,7 +56,7 @@ def recheck_sweep(*, now=None) -> list[int]:
     """Sends a re-check of each due backup to its node's queue; the ids sent."""
     sent = []
     for record in recheck_candidates(now=now):
-        queue = record.server.node if record.server_id else settings.MCSITE_NODE
+        queue = storage.node_of(record)
         try:
             lifecycle.send_task("recheck_backup", kwargs={"backup_id": record.pk}, queue=queue)
         except Exception as exc:  # noqa: BLE001 — one refused message must not stop the others

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import storage
+from backups.services import files
 from backups.models import BackupRecord
 from backups.services.offsite import copies_schedule_delete
 
@@ -26,13 +27,14 @@ def backups_detach_or_delete(*, server, delete_files: bool) -> int:
                                .values_list("owner_id", "directory").first() or (server.owner_id, server.directory))
         for record in records.select_for_update():
             if delete_files and record.status != BackupRecord.Status.DELETED:
-                storage.remove_backup_file(record)
+                files.remove_on_its_node(record)
                 copies_schedule_delete(record, by_age=False)  # its off-site copies too (issue #13)
                 record.status = BackupRecord.Status.DELETED
                 record.deleted_at = timezone.now()
+            record.node = storage.node_of(record)  # where its file stays once no server says so
             record.server = None
             record.owner_id = owner_id
             record.server_directory = directory
-            record.save(update_fields=["server", "owner", "server_directory", "status", "deleted_at"])
+            record.save(update_fields=["server", "owner", "server_directory", "status", "deleted_at", "node"])
             count += 1
     return count

@@ -7,6 +7,7 @@ import logging
 import shutil
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -17,10 +18,11 @@ from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.services import config as config_service
 from backups.services import copy_source, lifecycle
 from backups.services.contents import contents_select
+from backups.services import node_actions
 from backups.services.prechecks import restore_precheck
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
-from servers import control
+from servers import nodes
 from servers import services as server_services
 from servers.models import Server
 
@@ -48,10 +50,12 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     _require_key(record)
     parts = contents_select(record=record, paths=paths)
     source = copy_source.source_for(record)
-    contents = _contents(record, local=source.is_local)
-    running = control.status(server.process_spec()).running
+    contents = _contents(record, local=source.is_local and storage.node_of(record) == settings.MCSITE_NODE)
+    # The folder as it is now, looked at on the server's node (issue #15).
+    facts = node_actions.folder_facts(server, paths=[p["path"] for p in parts], keep_excluded=keep_excluded)
+    running = facts["running"]
     needed = sum(p["size_bytes"] for p in parts) if parts else contents["total_bytes"]
-    free = shutil.disk_usage(server.path.parent).free
+    free = facts["free_bytes"]
     warnings = []
     if not source.is_local:
         warnings.append(f"The local file of this backup is gone: it will be read from its verified copy on target "
@@ -60,14 +64,14 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     if running:
         warnings.append("The server is running and will be stopped during the restore, then started again.")
     if parts:
-        here = [p["path"] for p in parts if (server.path / p["path"]).exists() or (server.path / p["path"]).is_symlink()]
+        here = facts["existing_paths"]
         warnings.append(f"Only {', '.join(p['path'] for p in parts)} will be replaced from the backup"
                         + (f" (the current {', '.join(here)} goes into the safety backup first)" if here else "")
                         + "; everything else in the server folder stays as it is.")
-    elif server.path.exists() and any(server.path.iterdir()):
+    elif facts["has_files"]:
         warnings.append("The current files in the server folder will be replaced. A safety backup is taken first, "
                         "so the restore can be rolled back.")
-        skipped = engine.excluded_paths(server.path, server.exclude_patterns or ())
+        skipped = facts["excluded"]
         if skipped and keep_excluded:
             warnings.append(f"Excluded from backups, so not in this one, and kept from the current folder: "
                             f"{', '.join(skipped[:20])}. Restore with keep_excluded false to replace everything.")
@@ -153,8 +157,7 @@ def restore_request(*, server: Server, backup_filename, actor, request=None, sou
     record = restorable_backup(server=server, backup_filename=backup_filename)
     _require_key(record)
     chosen = [p["path"] for p in contents_select(record=record, paths=paths)]
-    require_intact(record, server)
-    restore_precheck(server=server, backup=record, safety_backup=True)
+    _checks_before_queueing(record, server)
     return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.RESTORE, actor=actor,
                             request=request, source=source, enqueue=enqueue, keep_excluded=bool(keep_excluded),
                             paths=chosen)
@@ -169,8 +172,7 @@ def restore_rollback(*, restore: RestoreRequest, actor, request=None, source: st
     safety = restore.safety_backup
     if safety is None or safety.status != BackupRecord.Status.SUCCEEDED or not copy_source.available(safety):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The safety backup of this restore is not available")
-    require_intact(safety, restore.server)
-    restore_precheck(server=restore.server, backup=safety, safety_backup=True)
+    _checks_before_queueing(safety, restore.server)
     return _claim_and_queue(server=restore.server, backup=safety, kind=RestoreRequest.Kind.ROLLBACK, actor=actor,
                             request=request, source=source, rollback_of=restore, enqueue=enqueue)
 
@@ -196,6 +198,12 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
                           details={"name": ["A name of 1 to 100 characters is required."]})
     _require_key(record)
     origin = record.server
+    node = origin.node if origin is not None else storage.node_of(record)
+    if not nodes.is_local(node):
+        # Making the new folder is the node's work, and no call does it yet (issue #15).
+        raise DomainError(ErrorCode.VALIDATION_ERROR,
+                          f"Restoring into a new folder is not available yet for servers on another game host "
+                          f"({node}): create the new server on that host, then restore this backup into it")
     if origin is not None:
         require_intact(record, origin)
     relative, created = server_services.new_server_directory(directory, owner=actor)
@@ -219,6 +227,23 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
         if created:
             shutil.rmtree(server_services.servers_root() / relative, ignore_errors=True)
         raise
+
+
+def _checks_before_queueing(record: BackupRecord, server: Server) -> None:
+    """The backup still matches its checksum and the disks have room. On the
+    server's own node both are checked here; for a server on another game
+    host (issue #15) the room is checked by that node now, and the checksum
+    by the restore run on that node, before anything is stopped or moved."""
+    if nodes.is_local(server.node):
+        require_intact(record, server)
+        restore_precheck(server=server, backup=record, safety_backup=True)
+        return
+    source = copy_source.source_for(record)
+    if source is None:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND)
+    if not source.is_local:
+        copy_source.require_copy_present(source.copy)
+    node_actions.restore_precheck(server, record, safety_backup=True)
 
 
 def require_intact(record: BackupRecord, server: Server) -> None:

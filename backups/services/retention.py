@@ -36,12 +36,15 @@ import shutil
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from backups import events, scheduling, storage
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
-from backups.services import offsite
+from backups.services import files, offsite
+from servers import nodes
+from servers.models import Node
 
 DEFAULT_RETENTION_DAYS = 30
 EMERGENCY_KEEP = 3
@@ -240,9 +243,16 @@ def _newest_first_decisions(decisions: list) -> list:
     return sorted(decisions, key=lambda d: (d.record.created_at, d.record.pk or 0), reverse=True)
 
 
-def disk_usage_percent() -> float:
+def disk_usage_percent(node: str | None = None) -> float:
     """As df reports it: blocks reserved for root are neither used nor
-    available to us, so the disk is full at used / (used + free) = 100 %."""
+    available to us, so the disk is full at used / (used + free) = 100 %.
+    ``node``: another game host's backup disk, as it last reported it
+    (free and total only: reserved blocks count as used), 0 when unknown."""
+    if node is not None and not nodes.is_local(node):
+        row = Node.objects.filter(name=node).first()
+        if row is None or not row.backup_root_total or row.backup_root_free is None:
+            return 0.0
+        return 100.0 * (row.backup_root_total - row.backup_root_free) / row.backup_root_total
     usage = shutil.disk_usage(storage.backup_root())
     usable = usage.used + usage.free
     return 100.0 * usage.used / usable if usable else 0.0
@@ -288,7 +298,7 @@ def retention_preview(*, server, policy: RetentionPolicy | None = None, disk_per
     now = now or timezone.now()
     if policy is None:
         policy = RetentionPolicy.of(getattr(server, "backup_schedule", None))
-    disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
+    disk_percent = disk_usage_percent(server.node) if disk_percent is None else disk_percent
     records = list(BackupRecord.objects.filter(server=server, **_HAS_FILE))
     return _plan_for(server, records, policy=policy, disk_percent=disk_percent, now=now)
 
@@ -298,7 +308,7 @@ def retention_change_preview(*, server, policy: RetentionPolicy, disk_percent: f
     """The plan under `policy`, and the backups it would delete that the
     server's current retention keeps: what saving the change costs."""
     now = now or timezone.now()
-    disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
+    disk_percent = disk_usage_percent(server.node) if disk_percent is None else disk_percent
     new = retention_preview(server=server, policy=policy, disk_percent=disk_percent, now=now)
     current = retention_preview(server=server, disk_percent=disk_percent, now=now)
     already = {d.record.pk for d in current.deleted}
@@ -306,19 +316,21 @@ def retention_change_preview(*, server, policy: RetentionPolicy, disk_percent: f
 
 
 def retention_sweep(*, disk_percent: float | None = None) -> int:
-    """Every server, e.g. hourly from beat: catches servers whose last backup
-    was long ago and the emergency rule across the whole disk."""
+    """Every server of this node, e.g. hourly from beat: catches servers
+    whose last backup was long ago and the emergency rule across the whole
+    disk. Each node sweeps its own disk (issue #15): beat's sweep sends it
+    to the others (backups.tasks.sweep_retention)."""
     from servers.models import Server
 
     disk_percent = disk_usage_percent() if disk_percent is None else disk_percent
     deleted = 0
-    for server in Server.objects.select_related("backup_schedule"):
+    for server in Server.objects.filter(node=settings.MCSITE_NODE).select_related("backup_schedule"):
         deleted += len(retention_apply(server=server, disk_percent=disk_percent))
     return deleted
 
 
 def _delete(record: BackupRecord, *, reason: str, policy: RetentionPolicy, disk_percent: float) -> None:
-    storage.remove_backup_file(record)
+    files.remove_on_its_node(record)
     offsite.copies_schedule_delete(record, by_age=True)  # a target may keep it longer (extra_retention_days)
     record.status = BackupRecord.Status.DELETED
     record.deleted_at = timezone.now()

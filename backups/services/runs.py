@@ -21,11 +21,11 @@ from backups.services import config as config_service
 from backups.services import announce, lifecycle
 from backups.services.contents import contents_store
 from backups.services.offsite import copies_queue
-from backups.services.prechecks import backup_precheck
+from backups.services.prechecks import backup_precheck, trigger_precheck
 from backups.services.retention import retention_apply
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
-from servers import consistency, control
+from servers import consistency, control, nodes
 from servers.models import Server
 
 logger = logging.getLogger("mcsite.backups")
@@ -52,11 +52,25 @@ def backup_trigger(*, server: Server, trigger: str = BackupRecord.Trigger.MANUAL
     if trigger != BackupRecord.Trigger.SCHEDULED or actor is not None:
         audit(actor=actor, action="backup.trigger", obj=record, request=request, source=source,
               detail={"server_id": server.pk, "trigger": trigger})
-    if enqueue:
+    if enqueue and not nodes.is_local(server.node):
+        # Another game host (issue #15): its worker tells the players (RCON from that host), then queues the run.
+        lifecycle.queue_after_commit(record, "start_backup", event="backup_failed")
+    elif enqueue:
         # Players warned first: the run then waits in the broker, not in a worker.
         wait = _announce(record, server) if trigger != SAFETY else 0
         lifecycle.queue_after_commit(record, "run_backup", event="backup_failed", countdown=wait or None)
     return record
+
+
+def backup_start_on_node(*, backup_id: int) -> None:
+    """On the server's node, for a backup triggered elsewhere: the players'
+    warning, then the run (after the countdown, as backup_trigger does)."""
+    record = BackupRecord.objects.select_related("server").filter(pk=backup_id, status=BackupRecord.Status.QUEUED).first()
+    if record is None or record.server is None:
+        return
+    wait = _announce(record, record.server)
+    lifecycle.send_task("run_backup", kwargs={"backup_id": record.pk}, queue=record.server.node,
+                        countdown=wait or None)
 
 
 def _announce(record: BackupRecord, server: Server) -> int:
@@ -69,7 +83,7 @@ def _announce(record: BackupRecord, server: Server) -> int:
 
 def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupRecord:
     if precheck:  # a scheduled run records its pre-check failure in history instead
-        backup_precheck(server=server)
+        trigger_precheck(server=server)
     schedule = getattr(server, "backup_schedule", None) if trigger == BackupRecord.Trigger.SCHEDULED else None
     compression, spec = config_service.effective_options(schedule)
     try:
@@ -78,7 +92,7 @@ def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupReco
             if trigger != SAFETY and RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
                 raise DomainError(ErrorCode.RESTORE_IN_PROGRESS)
             return BackupRecord.objects.create(
-                server=server, owner=server.owner, server_name=server.name, trigger=trigger,
+                server=server, owner=server.owner, server_name=server.name, trigger=trigger, node=server.node,
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None,
                 compression=compression, encrypted=spec is not None,
                 key_fingerprint=spec.fingerprint if spec else "", phase="queued",

@@ -25,6 +25,22 @@ def mib_number(size_bytes) -> str:
 
 
 @register.filter
+def download_blocked(record) -> str:
+    """Why this web server cannot offer the backup's download (its file is on
+    another game host and it has no verified copy), else ""."""
+    from django.conf import settings
+
+    from backups import storage
+    from backups.services.copy_source import no_download_reason
+
+    if storage.node_of(record) == settings.MCSITE_NODE or record.local_removed_at is not None:
+        return ""  # this host's own file (or a copy, or nothing: the link answers that)
+    if any(c.status == "verified" for c in record.copies.all()):
+        return ""
+    return no_download_reason(record)
+
+
+@register.filter
 def state_label(state) -> str:
     """A server's state as words (``node_down``: its game host stopped reporting)."""
     return {"node_down": "Node down"}.get(state, str(state or "unknown").capitalize())

@@ -337,7 +337,7 @@ def test_the_service_refuses_bad_counts_and_changes_nothing(server, value):
 @pytest.fixture
 def quiet_disk(monkeypatch):
     """The disk is at 10 % (the emergency rule has its own tests)."""
-    monkeypatch.setattr("backups.services.retention.disk_usage_percent", lambda: 10.0)
+    monkeypatch.setattr("backups.services.retention.disk_usage_percent", lambda node=None: 10.0)
 
 
 @pytest.mark.django_db

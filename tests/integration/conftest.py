@@ -96,12 +96,12 @@ class CelerySite:
         self.env = env
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def _start(self, name: str, argv: list[str], ready: str) -> subprocess.Popen:
+    def _start(self, name: str, argv: list[str], ready: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 — the child owns it
         # start_new_session: a process group of its own, so killpg also takes the pool children.
         proc = subprocess.Popen([str(BIN / "celery"), "-A", "mcsite", *argv], cwd=settings.BASE_DIR,
-                                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.processes[name] = proc
         try:
@@ -113,11 +113,12 @@ class CelerySite:
         return proc
 
     def start_worker(self, queue: str = "default", name: str = "worker",
-                     concurrency: int = 1) -> subprocess.Popen:
-        """`make run` uses MCSITE_WORKER_CONCURRENCY (2); one process keeps most tests deterministic."""
+                     concurrency: int = 1, env: dict | None = None) -> subprocess.Popen:
+        """`make run` uses MCSITE_WORKER_CONCURRENCY (2); one process keeps most tests deterministic.
+        `env`: settings of this worker's own (a game host: MCSITE_NODE and its roots)."""
         node = f"itest-{uuid.uuid4().hex[:8]}@%h"
         return self._start(name, ["worker", "-Q", queue, "--concurrency", str(concurrency), "-l", "info",
-                                  "-n", node, "--without-gossip", "--without-mingle"], ready=" ready.")
+                                  "-n", node, "--without-gossip", "--without-mingle"], ready=" ready.", env=env)
 
     def start_beat(self) -> subprocess.Popen:
         return self._start("beat", ["beat", "-l", "info", "--max-interval", "2",

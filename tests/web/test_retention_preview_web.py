@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def quiet_disk(monkeypatch):
     """The backup disk is at 10 % (the emergency rule has its own tests)."""
-    monkeypatch.setattr("backups.services.retention.disk_usage_percent", lambda: 10.0)
+    monkeypatch.setattr("backups.services.retention.disk_usage_percent", lambda node=None: 10.0)
 
 
 @pytest.fixture

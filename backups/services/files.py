@@ -1,0 +1,43 @@
+"""A backup's file is removed by the game host whose backup root holds it
+(issue #15): here when this process is that node, else by a task on that
+node's queue once the caller's transaction has committed (the record says
+deleted, or its local file dropped, before the node looks)."""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+from backups import storage
+from backups.services import lifecycle
+
+logger = logging.getLogger("mcsite.backups")
+
+
+def remove_on_its_node(record) -> bool:
+    """True when removed here; False when there was nothing or it was sent."""
+    node = storage.node_of(record)
+    if node == settings.MCSITE_NODE:
+        return storage.remove_backup_file(record)
+    if not record.storage_path:
+        return False
+    backup_id = record.pk
+
+    def send():
+        try:
+            lifecycle.send_task("remove_backup_file", kwargs={"backup_id": backup_id}, queue=node)
+        except Exception as exc:  # noqa: BLE001 — the node's orphan sweep finds the file later
+            logger.error("remove_file_send_failed backup_id=%s node=%s error=%s", backup_id, node, type(exc).__name__)
+
+    transaction.on_commit(send)
+    return False
+
+
+def remove_here(*, backup_id: int) -> bool:
+    """The task's side: only a deleted record's file, or a dropped local file."""
+    from backups.models import BackupRecord
+
+    record = BackupRecord.objects.filter(pk=backup_id).first()
+    if record is None or not (record.status == BackupRecord.Status.DELETED or record.local_removed_at is not None):
+        return False
+    return storage.remove_backup_file(record)
