@@ -160,6 +160,12 @@ class ServerAdmin(OwnerScopedAdmin):
             fields = [f for f in fields if f != "clear_rcon_password"]
         return fields
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """Not in one transaction as Django's admin does it: the folder of a
+        server on another game host is checked by a call that node's worker
+        must see (issue #15); the services keep their own transactions."""
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         """Through the server services, like every other front door: a new
         node moves the schedule's task to that node's queue, and so on."""

@@ -4,6 +4,7 @@ change Server rows themselves."""
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,30 @@ def resolve_server_directory(raw: str, *, exclude_pk: int | None = None, owner=N
     if nodes.is_local(node):
         relative = resolve_directory_on_disk(raw)
     else:
-        call = nodes.call_outcome(nodes.node_call(node=node, action="check_folder", arguments={"directory": raw}))
-        if not call.finished:
-            raise DomainError(ErrorCode.NODE_DOWN, f"Game host {node} did not answer in time; try again")
-        relative = call.result["directory"]
+        relative = _checked_on_node(node, raw)
     check_directory_free(relative, node=node, exclude_pk=exclude_pk, owner=owner)
+    return relative
+
+
+_FOLDER_CHECKS: dict = {}  # (node, raw) -> (relative, monotonic time): what a node said a moment ago
+_FOLDER_CHECK_SECONDS = 60
+
+
+def _checked_on_node(node: str, raw: str) -> str:
+    """The node's answer for the folder; a form that checked it and the
+    service that saves it moments later ask the node once (the second ask
+    may sit inside a transaction, where the node could not see a new call)."""
+    now = time.monotonic()
+    known = _FOLDER_CHECKS.get((node, raw))
+    if known is not None and now - known[1] < _FOLDER_CHECK_SECONDS:
+        return known[0]
+    call = nodes.call_outcome(nodes.node_call(node=node, action="check_folder", arguments={"directory": raw}))
+    if not call.finished:
+        raise DomainError(ErrorCode.NODE_DOWN, f"Game host {node} did not answer in time; try again")
+    relative = call.result["directory"]
+    if len(_FOLDER_CHECKS) > 1000:
+        _FOLDER_CHECKS.clear()
+    _FOLDER_CHECKS[(node, raw)] = (relative, now)
     return relative
 
 
@@ -355,20 +375,26 @@ def _check_name_free(*, owner, name: str, exclude_pk=None) -> None:
         )
 
 
-@transaction.atomic
 def server_create(*, owner, data: dict, actor=None, request=None, source: str = "api") -> Server:
     server = Server(owner=owner)
+    # Outside the transaction: a folder on another game host is looked at by a call that node must see.
     _apply(server, data, actor or owner)
-    _check_name_free(owner=owner, name=server.name)
-    check_live_mode(server)
-    server.save()
-    audit(actor=actor or owner, action="server.create", obj=server, request=request, source=source)
+    with transaction.atomic():
+        _check_name_free(owner=owner, name=server.name)
+        check_live_mode(server)
+        server.save()
+        audit(actor=actor or owner, action="server.create", obj=server, request=request, source=source)
     return server
 
 
-@transaction.atomic
 def server_update(*, server: Server, data: dict, actor, request=None, source: str = "api") -> Server:
-    _apply(server, data, actor)
+    _apply(server, data, actor)  # outside the transaction, as in server_create
+    with transaction.atomic():
+        _save_update(server, data, actor=actor, request=request, source=source)
+    return server
+
+
+def _save_update(server: Server, data: dict, *, actor, request, source: str) -> None:
     if {"name", "owner"} & set(data):
         _check_name_free(owner=server.owner, name=server.name, exclude_pk=server.pk)
     if {"backup_mode", "rcon_password"} & set(data):
@@ -391,7 +417,6 @@ def server_update(*, server: Server, data: dict, actor, request=None, source: st
         actor=actor, action="server.update", obj=server, request=request, source=source,
         detail={"fields": sorted(k for k in data if k != "rcon_password") + (["rcon_password"] if "rcon_password" in data else [])},
     )
-    return server
 
 
 def server_delete(*, server: Server, delete_backups: bool, actor, request=None, source: str = "api") -> None:

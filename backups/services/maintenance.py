@@ -5,6 +5,7 @@ succeeded nor were skipped", at most one alert a day per server)."""
 import logging
 import os
 import shutil
+import socket
 from glob import escape as glob_escape
 from datetime import timedelta
 from itertools import islice
@@ -108,10 +109,22 @@ def reap_stale_runs(*, now=None, node: str | None = None, silent_for: timedelta 
 
 
 def reap_own_runs_on_start() -> dict:
-    """A node's worker starts: its runs that stopped beating (the worker
-    that ran them was killed, possibly while the node was down) are ended
-    and put right here, on their own host."""
-    return reap_stale_runs(node=settings.MCSITE_NODE, silent_for=timedelta(seconds=2 * lifecycle.HEARTBEAT_SECONDS))
+    """A node's worker starts: its runs whose worker is gone (the process
+    that ran them on this host no longer exists, or they have been silent
+    for two heartbeats) are ended and put right here, on their own host —
+    also when the node was down for less than the reaper's usual wait."""
+    import psutil
+
+    host = socket.gethostname()
+    silent = timezone.now() - stale_cutoff() - timedelta(seconds=1)
+    mine = BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, server__node=settings.MCSITE_NODE)
+    for pk, worker in mine.values_list("pk", "worker"):
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            BackupRecord.objects.filter(pk=pk).update(heartbeat_at=silent)  # its process is gone: as silent as can be
+    reaped = reap_stale_runs(node=settings.MCSITE_NODE, silent_for=timedelta(seconds=2 * lifecycle.HEARTBEAT_SECONDS))
+    reaped["partials"] = remove_orphaned_partials(older_than=timezone.now())  # only those of runs that are over
+    return reaped
 
 
 def to_other_nodes(task: str) -> list[str]:
