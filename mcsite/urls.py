@@ -11,6 +11,7 @@ from backups.prometheus import metrics_view
 from mcsite.api.auth import TokenView
 from mcsite.api.tokens import TokenRotateView
 from servers.api import NodeCallView, NodeListView, ServerViewSet
+from servers.health import healthz
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # paths work with and without the trailing slash
@@ -39,6 +40,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz, name="healthz"),
     path("", include("mcsite.web_urls")),
     path("", RedirectView.as_view(url="/servers/", permanent=False)),
 ]

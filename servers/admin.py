@@ -169,11 +169,16 @@ class ServerAdmin(OwnerScopedAdmin):
     def save_model(self, request, obj, form, change):
         """Through the server services, like every other front door: a new
         node moves the schedule's task to that node's queue, and so on."""
-        from servers.services import server_create, server_update
+        from servers.services import move_notes, server_create, server_update
 
         if change:
-            server = server_update(server=Server.objects.get(pk=obj.pk), data=form.service_data(changed_only=True),
+            before = Server.objects.get(pk=obj.pk)
+            old_node = before.node
+            server = server_update(server=before, data=form.service_data(changed_only=True),
                                    actor=request.user, request=request, source="admin")
+            if server.node != old_node:  # moved to another game host: what stays behind (docs/deployment.md)
+                for note in move_notes(server, old_node):
+                    self.message_user(request, note, messages.WARNING)
         else:
             owner = obj.owner if request.user.is_superuser and obj.owner_id else request.user
             data = {k: v for k, v in form.service_data().items() if k != "owner"}

@@ -75,9 +75,13 @@ class ServerViewSet(_ServerControlMixin, viewsets.GenericViewSet):
 
     def _update(self, request, *, partial: bool):
         server = self.get_object()
+        old_node = server.node
         data = _validated(request.data, partial=partial)
         server = services.server_update(server=server, data=data, actor=request.user, request=request)
-        return respond(ServerOutputSerializer(server).data, message="Server updated")
+        message = "Server updated"
+        if server.node != old_node:  # moved to another game host: say what stays behind
+            message = " ".join(["Server updated.", *services.move_notes(server, old_node)])
+        return respond(ServerOutputSerializer(server).data, message=message)
 
     @extend_schema(
         parameters=[

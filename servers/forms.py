@@ -3,8 +3,8 @@ from django import forms
 from mcsite.errors import DomainError
 from servers.announcements import AnnouncementError, check_message, normalise_countdown
 from servers.models import Server
-from servers.services import (LIVE_NEEDS_PASSWORD, check_name, check_node_known, check_rcon_host_allowed,
-                              resolve_server_directory)
+from servers.services import (LIVE_NEEDS_PASSWORD, busy_check_for_move, check_name, check_node_known,
+                              check_rcon_host_allowed, resolve_server_directory)
 
 
 class ServerForm(forms.ModelForm):
@@ -89,6 +89,8 @@ class ServerForm(forms.ModelForm):
         node = cleaned.get("node") or self.instance.node or Server._meta.get_field("node").default
         try:
             check_node_known(node)
+            if self.instance.pk and node != self.instance.node:
+                busy_check_for_move(self.instance)
         except DomainError as exc:
             self.add_error("node" if "node" in self.fields else None, exc.message)
             return

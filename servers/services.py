@@ -287,6 +287,8 @@ def _apply(server: Server, data: dict, actor) -> None:
             server.rcon_host = value
         elif field == "node":
             check_node_known(value)
+            if value != server.node and server.pk:
+                busy_check_for_move(server)
             if value != server.node and server.pk and "directory" not in data:
                 # Moved to another game host: its folder must be there already (docs/deployment.md).
                 server.directory = resolve_server_directory(server.directory, exclude_pk=server.pk,
@@ -450,6 +452,32 @@ def _control_log(server: Server):
 
     log = logging.getLogger("mcsite.servers")
     return lambda message: log.info("server_control server_id=%s %s", server.pk, message)
+
+
+def busy_check_for_move(server: Server) -> None:
+    """A server moves to another game host only while nothing of it runs."""
+    from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest  # backups builds on servers
+
+    if RestoreRequest.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+        raise DomainError(ErrorCode.RESTORE_IN_PROGRESS, "A restore of this server is in progress; move it afterwards")
+    if BackupRecord.objects.filter(server=server, status__in=ACTIVE_STATUSES).exists():
+        raise DomainError(ErrorCode.BACKUP_IN_PROGRESS, "A backup of this server is in progress; move it afterwards")
+
+
+def move_notes(server: Server, old_node: str) -> list[str]:
+    """What the owner must know after a move: what stays on the old host."""
+    from backups.models import BackupRecord  # backups builds on servers
+
+    left = BackupRecord.objects.filter(server=server, status__in=[BackupRecord.Status.SUCCEEDED,
+                                                                 BackupRecord.Status.FAILED],
+                                       local_removed_at__isnull=True).exclude(storage_path="").count()
+    notes = [f"Moved to game host {server.node}. Stop using the folder on {old_node}; remove it once the server "
+             "runs on the new host."]
+    if left:
+        notes.append(f"{left} backup file(s) stay in {old_node}'s backup root (server-{server.pk}/): restores and "
+                     "downloads of them come from their off-site copies, or copy that folder to the same path "
+                     f"under {server.node}'s backup root (docs/deployment.md, \"Moving a server\").")
+    return notes
 
 
 def _busy_check(server: Server) -> None:

@@ -169,7 +169,8 @@ def test_changing_the_node_moves_the_schedule_to_that_queue(alice_api, alice, ma
     remote_nodes.add("host2")  # up, its folder "moving" there (the test folders stand in for its disk)
     schedule = schedules.backup_schedule_create(server=server, data={"schedule_type": "daily",
                                                 "schedule_time": dt.time(2)}, actor=alice)
-    assert alice_api.patch(f"/api/servers/{server.pk}", {"node": "host2"}, format="json").status_code == 200
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"node": "host2"}, format="json")
+    assert response.status_code == 200 and "Moved to game host host2" in response.json()["message"]
     schedule.periodic_task.refresh_from_db()
     assert schedule.periodic_task.queue == "host2"
     # A game host that never reported is refused; so is one without the folder.
@@ -180,6 +181,15 @@ def test_changing_the_node_moves_the_schedule_to_that_queue(alice_api, alice, ma
     server.path.rename(server.path.with_name("moved-away"))
     response = alice_api.patch(f"/api/servers/{server.pk}", {"node": "host3"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "INVALID_DIRECTORY"
+    server.refresh_from_db()
+    assert server.node == "host2"
+    # Never while a backup of it runs.
+    from backups.models import BackupRecord
+
+    server.path.with_name("moved-away").rename(server.path)
+    BackupRecord.objects.create(server=server, owner=alice, server_name=server.name, status="running")
+    response = alice_api.patch(f"/api/servers/{server.pk}", {"node": "host3"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "BACKUP_IN_PROGRESS"
     server.refresh_from_db()
     assert server.node == "host2"
 

@@ -177,3 +177,23 @@ def test_a_new_servers_folder_is_checked_on_its_node_and_unique_per_node(alice, 
     response = alice_api.post("/api/servers/", {**body, "name": "nowhere", "directory": "missing"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "INVALID_DIRECTORY"
     assert Server.objects.count() == 2
+
+
+# --- health checks -----------------------------------------------------------------------
+
+def test_health_checks_for_web_node_and_beat(client, remote_nodes, capsys):
+    from django.core.management import call_command
+
+    assert client.get("/healthz").json() == {"ok": True, "checks": ["database: ok"]}
+    remote_nodes.add("game-a")
+    remote_nodes.add("game-z", last_heartbeat=_long_ago())
+    call_command("health", "--node", "game-a", "--beat")
+    out = capsys.readouterr().out
+    assert "ok    node game-a: up" in out and "ok    beat: node heartbeats arriving" in out
+    with pytest.raises(SystemExit) as caught:
+        call_command("health", "--node", "game-z")
+    assert caught.value.code == 1 and "FAIL  node game-z: down" in capsys.readouterr().out
+    Node.objects.update(last_heartbeat=_long_ago())
+    with pytest.raises(SystemExit):
+        call_command("health", "--beat")
+    assert "FAIL  beat: no node heartbeat for" in capsys.readouterr().out
