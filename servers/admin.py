@@ -55,7 +55,7 @@ class ServerAdmin(OwnerScopedAdmin):
     list_select_related = ("owner", "backup_schedule")
     search_fields = ("name", "directory", "owner__username")
     readonly_fields = ("status_badge", "related_links", "pid", "pid_create_time", "created_at", "updated_at")
-    actions = ["backup_now", "start_servers", "stop_servers"]
+    actions = ["backup_now", "start_servers", "stop_servers", "move_to_node"]
 
     # --- columns ---------------------------------------------------------------
 
@@ -125,6 +125,35 @@ class ServerAdmin(OwnerScopedAdmin):
 
         self._each(request, queryset, lambda s: server_stop(server=s, actor=request.user, request=request,
                                                             source="admin"), "stopped")
+
+    @admin.action(description="Move to another game host…")
+    def move_to_node(self, request, queryset):
+        """Asks for the new host (with what must be copied first), then moves
+        each server through server_update: refused while a backup or restore
+        runs or while the new host does not see the folder; the schedule
+        follows; the notes say what stays on the old host."""
+        from django.contrib.admin import helpers
+        from django.template.response import TemplateResponse
+
+        from servers.services import move_notes, server_update
+
+        if request.POST.get("apply"):
+            node = request.POST.get("node", "")
+            for server in queryset:
+                old_node = server.node
+                try:
+                    server_update(server=server, data={"node": node}, actor=request.user, request=request,
+                                  source="admin")
+                except DomainError as exc:
+                    self.message_user(request, f"{server}: {exc.message}", messages.ERROR)
+                    continue
+                for note in move_notes(server, old_node):
+                    self.message_user(request, f"{server}: {note}", messages.WARNING)
+            return None
+        rows = [{"name": n.name, "state": node_state(n)} for n in Node.objects.all()]
+        return TemplateResponse(request, "admin/servers/server/move.html", {
+            **self.admin_site.each_context(request), "title": "Move to another game host", "servers": list(queryset),
+            "nodes": rows, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta})
 
     # --- saving ----------------------------------------------------------------
 

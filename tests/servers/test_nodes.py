@@ -197,3 +197,34 @@ def test_health_checks_for_web_node_and_beat(client, remote_nodes, capsys):
     with pytest.raises(SystemExit):
         call_command("health", "--beat")
     assert "FAIL  beat: no node heartbeat for" in capsys.readouterr().out
+
+
+def test_the_admin_moves_a_server_to_another_node_and_says_what_stays(client, admin_user, alice, make_server,
+                                                                      remote_nodes):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    from backups.models import BackupRecord
+
+    server = make_server(alice, "survival")
+    remote_nodes.add("default")
+    remote_nodes.add("game-b")
+    BackupRecord.objects.create(server=server, owner=alice, server_name="survival", status="succeeded",
+                                storage_path=f"server-{server.pk}/server_backup_20260101_000000.tar.gz")
+    client.force_login(admin_user)
+    url = "/admin/servers/server/"
+    page = client.post(url, {"action": "move_to_node", ACTION_CHECKBOX_NAME: [server.pk]})
+    assert page.status_code == 200 and "Copy its folder to the same path" in page.content.decode()
+    assert 'value="game-b"' in page.content.decode()
+    done = client.post(url, {"action": "move_to_node", ACTION_CHECKBOX_NAME: [server.pk], "apply": "1",
+                             "node": "game-b"}, follow=True)
+    text = done.content.decode()
+    assert "Moved to game host game-b" in text and "1 backup file(s) stay in default" in text
+    server.refresh_from_db()
+    assert server.node == "game-b"
+
+    BackupRecord.objects.create(server=server, owner=alice, server_name="survival", status="running")
+    refused = client.post(url, {"action": "move_to_node", ACTION_CHECKBOX_NAME: [server.pk], "apply": "1",
+                                "node": "default"}, follow=True)
+    assert "A backup of this server is in progress" in refused.content.decode()
+    server.refresh_from_db()
+    assert server.node == "game-b"
