@@ -23,3 +23,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.offsite_upload --report
+	$(BIN)/python -m bench.nodes_beat

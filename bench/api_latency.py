@@ -26,24 +26,24 @@ START, END = "<!-- api-bench:start -->", "<!-- api-bench:end -->"
 DB_NAME = "mcsite_bench"
 
 
-def _prepare_database(admin_url: str) -> str:
+def _prepare_database(admin_url: str, name: str = DB_NAME) -> str:
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
     parsed = urlparse(admin_url)
-    return urlunparse(parsed._replace(path=f"/{DB_NAME}"))
+    return urlunparse(parsed._replace(path=f"/{name}"))
 
 
-def _drop_database(admin_url: str) -> None:
+def _drop_database(admin_url: str, name: str = DB_NAME) -> None:
     import psycopg
 
     from django.db import connections
 
     connections.close_all()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _seed(servers: int, per_server: int) -> tuple:

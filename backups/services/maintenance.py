@@ -54,7 +54,7 @@ def reap_stale_runs(*, now=None, node: str | None = None, silent_for: timedelta 
     if node is not None:
         stale, restores = stale.filter(server__node=node), restores.filter(server__node=node)
     else:
-        down = down_nodes(now)
+        down = down_nodes()  # as they are now (a test may pass a `now` ahead of the clock)
         stale, restores = stale.exclude(server__node__in=down), restores.exclude(server__node__in=down)
     # A run waiting for its players' countdown (not_before) gets the same grace from then on.
     never_started = BackupRecord.objects.filter(status=BackupRecord.Status.QUEUED, created_at__lt=now - QUEUED_TOO_LONG

@@ -158,7 +158,10 @@ def test_stop_on_the_backup_page_asks_first(live_server, browser, screenshots, a
     running = {"state": "running", "running": True, "pid": 4242, "uptime_seconds": 60.0}
     monkeypatch.setattr("backups.views.server_status", lambda **kw: running)
     stopped = []
-    monkeypatch.setattr("servers.services.server_stop", lambda **kw: stopped.append(kw["server"].pk))
+    from servers.services import ControlOutcome
+
+    monkeypatch.setattr("servers.services.server_stop",
+                        lambda **kw: stopped.append(kw["server"].pk) or ControlOutcome(True, "Server stopped"))
     context, page, errors = _page(browser, live_server, alice)
     page.goto(f"{live_server.url}/backup/{server.pk}")
     stop = page.locator("#summary button:has-text('Stop')")
