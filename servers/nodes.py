@@ -254,8 +254,19 @@ def _local_actions() -> dict:
         "stop": lambda server, call: services.server_stop_here(server=server, actor=call.actor, source="node"),
         "check_folder": lambda server, call: {"directory": services.resolve_directory_on_disk(
             call.arguments.get("directory", ""))},
+        "new_folder": lambda server, call: services.new_folder_here(call.arguments.get("directory", ""),
+                                                                    owner_id=call.arguments.get("owner_id")),
+        "remove_new_folder": lambda server, call: services.remove_new_folder_here(call.arguments.get("directory", "")),
         **_REGISTERED,
     }
+
+
+def ask_node(node: str, action: str, arguments: dict | None = None) -> dict:
+    """A call about no particular server; its answer, or the node's error (NODE_DOWN when it did not answer)."""
+    call = call_outcome(node_call(node=node, action=action, arguments=arguments or {}))
+    if not call.finished:
+        raise DomainError(ErrorCode.NODE_DOWN, f"Game host {node} did not answer in time; try again")
+    return call.result
 
 
 def ask(server: Server, action: str, arguments: dict | None = None, *, local) -> dict:

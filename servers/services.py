@@ -201,6 +201,29 @@ def new_server_directory(raw: str, *, owner) -> tuple[str, bool]:
         raise
 
 
+def new_folder_here(raw: str, *, owner_id) -> dict:
+    """new_server_directory run by the node that will hold the folder."""
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.filter(pk=owner_id).first()
+    relative, created = new_server_directory(raw, owner=owner)
+    return {"directory": relative, "created": created}
+
+
+def remove_new_folder_here(relative: str) -> dict:
+    """Takes back a folder new_folder_here made when what followed failed:
+    only an empty-or-extracted folder inside the root that no server uses."""
+    import shutil
+
+    root = servers_root()
+    folder = (root / relative).resolve()
+    if folder == root or not folder.is_relative_to(root) or Server.objects.filter(
+            node=settings.MCSITE_NODE, directory=relative).exists():
+        raise DomainError(ErrorCode.INVALID_DIRECTORY, "Not a folder this call made")
+    shutil.rmtree(folder, ignore_errors=True)
+    return {}
+
+
 # Control characters (C0, DEL, C1) and the Unicode line/paragraph separators:
 # a name ends up in log lines, task names, e-mails and file names.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -27,6 +27,17 @@ def server_arg(value: str) -> Server:
     raise CommandError(f"No server {value!r}{_suggestions(value)}", returncode=2)
 
 
+def server_here(value: str) -> Server:
+    """As server_arg, for a command that works on the server's folder in
+    this process: the server must live on this process's node (issue #15)."""
+    server = server_arg(value)
+    if server.node != settings.MCSITE_NODE:
+        raise CommandError(f"{server.name} lives on game host {server.node}: run this command there "
+                           f"(with MCSITE_NODE={server.node}), or use the web pages or the API from anywhere",
+                           returncode=2)
+    return server
+
+
 def _matches(value: str) -> list[Server]:
     if not value:
         return []

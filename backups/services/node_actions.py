@@ -37,6 +37,12 @@ def restore_precheck(server, backup: BackupRecord, *, safety_backup: bool) -> No
               local=lambda: prechecks.restore_precheck(server=server, backup=backup, safety_backup=safety_backup))
 
 
+def copy_precheck(server, backup: BackupRecord) -> None:
+    """Room for a restore into the new (empty) folder: no safety backup."""
+    nodes.ask(server, "restore_precheck", {"backup_id": backup.pk, "safety_backup": False},
+              local=lambda: prechecks.restore_precheck(server=server, backup=backup, safety_backup=False))
+
+
 def _restore_facts(server, call) -> dict:
     return folder_facts_here(server, paths=call.arguments.get("paths") or (),
                              keep_excluded=call.arguments.get("keep_excluded", True))

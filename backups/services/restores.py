@@ -200,20 +200,15 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
     origin = record.server
     node = origin.node if origin is not None else storage.node_of(record)
     if not nodes.is_local(node):
-        # Making the new folder is the node's work, and no call does it yet (issue #15).
-        raise DomainError(ErrorCode.VALIDATION_ERROR,
-                          f"Restoring into a new folder is not available yet for servers on another game host "
-                          f"({node}): create the new server on that host, then restore this backup into it")
+        return _restore_copy_on_node(record=record, origin=origin, node=node, name=name.strip(),
+                                     directory=directory, actor=actor, request=request, source=source,
+                                     enqueue=enqueue)
     if origin is not None:
         require_intact(record, origin)
     relative, created = server_services.new_server_directory(directory, owner=actor)
     try:
         with transaction.atomic():
-            data = {"name": name.strip(), "directory": relative}
-            if origin is not None:
-                data.update({field: getattr(origin, field) for field in COPIED_SETTINGS})
-                if origin.has_rcon_password:
-                    data["rcon_password"] = origin.rcon_password
+            data = _copy_data(origin, name.strip(), relative)
             server = server_services.server_create(owner=actor, data=data, actor=actor, request=request, source=source)
             if origin is not None:
                 carried = {field: getattr(origin, field) for field in CARRIED_AS_IS}
@@ -226,6 +221,45 @@ def restore_copy(*, record: BackupRecord, name, directory, actor, request=None, 
     except BaseException:
         if created:
             shutil.rmtree(server_services.servers_root() / relative, ignore_errors=True)
+        raise
+
+
+def _copy_data(origin, name: str, relative: str) -> dict:
+    data = {"name": name, "directory": relative}
+    if origin is not None:
+        data.update({field: getattr(origin, field) for field in COPIED_SETTINGS})
+        if origin.has_rcon_password:
+            data["rcon_password"] = origin.rcon_password
+    return data
+
+
+def _restore_copy_on_node(*, record, origin, node: str, name: str, directory, actor, request, source,
+                          enqueue: bool) -> RestoreRequest:
+    """restore_copy for a server on another game host (issue #15): that node
+    makes the new folder; the server is saved (committed, so the node sees
+    it) and the node checks the room; if anything is refused the server and
+    the folder it made go again."""
+    made = nodes.ask_node(node, "new_folder", {"directory": directory, "owner_id": getattr(actor, "pk", None)})
+    relative, created = made["directory"], made["created"]
+    server = None
+    try:
+        data = _copy_data(origin, name, relative)
+        data["node"] = node
+        server = server_services.server_create(owner=actor, data=data, actor=actor, request=request, source=source)
+        if origin is not None:
+            Server.objects.filter(pk=server.pk).update(**{field: getattr(origin, field) for field in CARRIED_AS_IS})
+            server.refresh_from_db()
+        node_actions.copy_precheck(server, record)
+        return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.COPY, actor=actor,
+                                request=request, source=source, enqueue=enqueue, keep_excluded=False)
+    except BaseException:
+        if server is not None:
+            Server.objects.filter(pk=server.pk).delete()
+        if created:
+            try:
+                nodes.ask_node(node, "remove_new_folder", {"directory": relative})
+            except DomainError:
+                logger.warning("copy_folder_left node=%s directory=%s", node, relative)
         raise
 
 

@@ -228,3 +228,47 @@ def test_the_admin_moves_a_server_to_another_node_and_says_what_stays(client, ad
     assert "A backup of this server is in progress" in refused.content.decode()
     server.refresh_from_db()
     assert server.node == "game-b"
+
+
+def test_commands_that_work_on_a_folder_run_on_its_node(alice, make_server, remote_nodes):
+    from django.core.management import CommandError, call_command
+
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a")
+    for command in (["backup_now", "survival"], ["restore", "survival", "server_backup_x.tar.gz", "--yes"],
+                    ["rollback", "survival"]):
+        with pytest.raises(CommandError) as caught:
+            call_command(*command)
+        assert "lives on game host game-a: run this command there" in str(caught.value)
+    assert not server.backups.exists()
+
+
+def test_restore_into_a_new_folder_on_another_node_is_made_by_that_node(alice, make_server, remote_nodes):
+    from backups.models import RestoreRequest
+    from backups.services import restores
+    from backups.services.restore_run import restore_run
+    from backups.services.runs import backup_run, backup_trigger
+
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a")
+    record = backup_trigger(server=server, actor=alice, enqueue=False)
+    backup_run(backup_id=record.pk)  # as game-a's worker runs it
+    record.refresh_from_db()
+    assert record.status == "succeeded" and record.node == "game-a"
+
+    restore = restores.restore_copy(record=record, name="copy", directory="survival-copy", actor=alice,
+                                    enqueue=False)
+    assert [c.action for c in NodeCall.objects.order_by("pk")][:2] == ["new_folder", "check_folder"]
+    copy = Server.objects.get(name="copy")
+    assert (copy.node, copy.directory, restore.kind) == ("game-a", "survival-copy", "copy")
+    restore_run(restore_id=restore.pk)
+    restore.refresh_from_db()
+    assert restore.status == "succeeded", restore.error_message
+    assert (copy.path / "world" / "level.dat").is_file()
+
+    # Refused after the folder was made: the node takes the folder back, no server is left.
+    RestoreRequest.objects.all().delete()
+    with pytest.raises(Exception):
+        restores.restore_copy(record=record, name="copy", directory="another-copy", actor=alice, enqueue=False)
+    assert not (copy.path.parent / "another-copy").exists()
+    assert Server.objects.filter(name="copy").count() == 1

@@ -7,7 +7,7 @@ or unknown server; 3 a backup was written but its verification failed;
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.management.cli import add_progress_argument, refused, verification_failures
-from backups.management.lookup import server_arg
+from backups.management.lookup import server_here
 from backups.management.progress import phase_progress
 from backups.models import BackupRecord
 from backups.services.lifecycle import failed_methods
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         add_progress_argument(parser)
 
     def handle(self, *args, server: str, no_progress: bool = False, **options):
-        target = server_arg(server)
+        target = server_here(server)
         try:
             record = backup_trigger(server=target, source="command", enqueue=False)
         except DomainError as exc:

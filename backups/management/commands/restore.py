@@ -8,7 +8,7 @@ folder, the player data, one file); everything else stays as it is."""
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.management.cli import add_progress_argument, confirmed, refused, run_restore
-from backups.management.lookup import server_arg
+from backups.management.lookup import server_here
 from backups.services.restores import restore_preview, restore_request
 from mcsite.errors import DomainError, ErrorCode
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, server, backup_filename, yes=False, preview=False, no_progress=False,
                replace_excluded=False, paths=(), **options):
-        target = server_arg(server)
+        target = server_here(server)
         keep_excluded = not replace_excluded
         paths = list(paths or ())
         try:

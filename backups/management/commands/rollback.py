@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from backups.management.cli import add_progress_argument, confirmed, refused, run_restore
-from backups.management.lookup import server_arg
+from backups.management.lookup import server_here
 from backups.models import BackupRecord, RestoreRequest
 from backups.services.restores import restore_preview, restore_rollback
 from mcsite.errors import DomainError, ErrorCode
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         add_progress_argument(parser)
 
     def handle(self, *args, server, restore_id=None, yes=False, no_progress=False, **options):
-        target = server_arg(server)
+        target = server_here(server)
         restore = self._restore(target, restore_id)
         safety = restore.safety_backup
         if safety is None or safety.status != BackupRecord.Status.SUCCEEDED:

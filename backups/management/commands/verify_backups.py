@@ -29,7 +29,10 @@ class Command(BaseCommand):
             raise CommandError("--backup needs --server", returncode=2)
         if backup:
             records = records.filter(filename=backup)
-        records = [r for r in records.exclude(storage_path="").order_by("server_name", "created_at") if storage.file_present(r)]
+        # Only the backups whose files are on this host (issue #15: another game host's are verified there).
+        records = [r for r in records.exclude(storage_path="").select_related("server").order_by("server_name",
+                                                                                                "created_at")
+                   if storage.file_visible_here(r)]
         if not records:
             raise CommandError("No stored backups match", returncode=2)
         failures = 0
