@@ -115,10 +115,17 @@ def _wait_restore(restore_id: int) -> RestoreRequest:
     return wait_for(done.first, timeout=120, interval=0.2, message=f"restore {restore_id} to finish")
 
 
-def test_a_web_tier_that_sees_neither_game_host_runs_both(two_nodes, admin_api):
+def test_a_web_tier_that_sees_neither_game_host_runs_both(two_nodes, admin_api, admin_user):
+    from django.test import Client
+
+    web = Client()
+    web.force_login(admin_user)
     fakes = {name: make_fake_server(host["servers"], "survival", copy_real_world=True)
              for name, host in two_nodes.items()}
     _AUDIT.roots = tuple(str(host["root"]) + os.sep for host in two_nodes.values())
+    (two_nodes["node-a"]["root"] / "probe").write_text("the hook sees this process's own opens")
+    assert [event for event, path, _ in _AUDIT.seen if path.endswith("probe")] == ["open"]
+    _AUDIT.seen.clear()
 
     for name, fake in fakes.items():
         # The same folder name on each host: a folder is unique per node.
@@ -169,6 +176,16 @@ def test_a_web_tier_that_sees_neither_game_host_runs_both(two_nodes, admin_api):
         assert response.status_code == 302, response.content[:500]
         with urllib.request.urlopen(response["Location"], timeout=30) as body:  # noqa: S310 — 127.0.0.1
             assert hashlib.sha256(body.read()).hexdigest() == finished.sha256
+
+        # The pages too, as a browser would load them.
+        pages = ["/servers/", f"/backup/{sid}", f"/backup/{sid}/restore?backup={finished.filename}",
+                 f"/backup/{sid}/backups/{finished.pk}/files", f"/backup/{sid}/restores/{done.pk}",
+                 f"/backup/{sid}/backups/{finished.pk}/progress", "/admin/servers/server/", "/admin/servers/node/",
+                 f"/admin/servers/server/{sid}/change/", "/metrics", "/healthz"]
+        for url in pages:
+            page = web.get(url)
+            assert page.status_code == 200, (url, page.status_code, page.content[:500])
+        assert "Node down" not in web.get("/servers/").content.decode()
 
         outcome = admin_api.post(f"/api/servers/{sid}/stop/")
         assert outcome.status_code == 200 and outcome.json()["message"].startswith("Server stopped")
