@@ -232,7 +232,24 @@ def nodes_check(*, now=None) -> list[str]:
                         "nothing of theirs can be started, stopped, backed up or restored until its worker "
                         "runs again.")
         newly.append(node.name)
+    calls_tidy(now=now)
     return newly
+
+
+CALL_GIVE_UP = timedelta(minutes=10)
+CALL_KEEP = timedelta(days=7)
+
+
+def calls_tidy(*, now=None) -> int:
+    """Calls no node ever answered (its worker died with it) end failed after
+    CALL_GIVE_UP, so a poller hears so; finished calls go after CALL_KEEP."""
+    now = now or timezone.now()
+    given_up = NodeCall.objects.filter(status__in=[NodeCall.Status.PENDING, NodeCall.Status.RUNNING],
+                                       created_at__lt=now - CALL_GIVE_UP).update(
+        status=NodeCall.Status.FAILED, finished_at=now, error_code=ErrorCode.NODE_DOWN.value,
+        error_message="The game host did not answer within 10 minutes (its worker was down or died)")
+    NodeCall.objects.filter(created_at__lt=now - CALL_KEEP).delete()
+    return given_up
 
 
 # --- calls: the web tier asks a node --------------------------------------------------

@@ -272,3 +272,17 @@ def test_restore_into_a_new_folder_on_another_node_is_made_by_that_node(alice, m
         restores.restore_copy(record=record, name="copy", directory="another-copy", actor=alice, enqueue=False)
     assert not (copy.path.parent / "another-copy").exists()
     assert Server.objects.filter(name="copy").count() == 1
+
+
+def test_a_call_no_node_ever_answers_ends_failed_and_old_calls_go(alice, make_server, remote_nodes, settings):
+    settings.MCSITE_NODE_CALL_WAIT_SECONDS = 0
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", answers=False)
+    call = nodes.node_call(node="game-a", action="start", server=server)
+    old = NodeCall.objects.create(node="game-a", action="stop", status="succeeded")
+    NodeCall.objects.filter(pk=call.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    NodeCall.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=8))
+    assert nodes.calls_tidy() == 1
+    call.refresh_from_db()
+    assert (call.status, call.error_code) == ("failed", "NODE_DOWN") and "did not answer" in call.error_message
+    assert not NodeCall.objects.filter(pk=old.pk).exists()
