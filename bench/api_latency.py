@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+from bench.doc import write_section
+
 START, END = "<!-- api-bench:start -->", "<!-- api-bench:end -->"
 DB_NAME = "mcsite_bench"
 
@@ -154,15 +154,7 @@ def run(servers: int, per_server: int, requests: int) -> str:
 
 
 def write_doc(section: str) -> None:
-    """Replaces what lies between the markers. The heading stays outside them:
-    the engine bench rewrites its own section up to the next heading."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## API at scale\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, 'API at scale', section)
 
 
 def main() -> int:

@@ -31,7 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench.api_latency import DOC, _drop_database, _prepare_database
+from bench.api_latency import _drop_database, _prepare_database
+from bench.doc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- nodes-bench:start -->", "<!-- nodes-bench:end -->"
@@ -194,13 +195,7 @@ def run(servers: int, node_count: int, broker_url: str) -> str:
 
 
 def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## One beat, 1 000 servers on 10 game hosts\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, 'One beat, 1 000 servers on 10 game hosts', section)
 
 
 def main() -> int:

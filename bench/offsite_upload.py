@@ -32,6 +32,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.doc import write_section
+
 MIB = 1 << 20
 
 
@@ -197,13 +199,7 @@ def report(size_mib: int, part_size_mib: int, concurrency: int, pairs: int) -> s
 
 
 def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Off-site upload (S3)\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, 'Off-site upload (S3)', section)
 
 
 def main(argv=None) -> None:
