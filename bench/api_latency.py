@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from bench.doc import write_section
