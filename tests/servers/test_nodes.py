@@ -286,3 +286,32 @@ def test_a_call_no_node_ever_answers_ends_failed_and_old_calls_go(alice, make_se
     call.refresh_from_db()
     assert (call.status, call.error_code) == ("failed", "NODE_DOWN") and "did not answer" in call.error_message
     assert not NodeCall.objects.filter(pk=old.pk).exists()
+
+
+def test_another_hosts_backup_without_a_copy_says_to_add_a_target(alice, alice_api, alice_web, make_server,  # noqa: F811
+                                                                   remote_nodes):
+    from backups.models import BackupRecord
+
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a")
+    record = BackupRecord.objects.create(
+        server=server, owner=alice, server_name=server.name, status="succeeded", node="game-a",
+        filename="server_backup_20260101_000000.tar.gz", size_bytes=10, sha256="ab" * 32,
+        storage_path=f"server-{server.pk}/server_backup_20260101_000000.tar.gz")
+    page = alice_web.get(f"/backup/{server.pk}").content.decode()
+    assert "No download here: add a storage target" in page
+    assert f"/backups/{record.pk}/download" not in page
+    response = alice_api.get(f"/api/backups/{server.pk}/backups/{record.pk}/download")
+    assert response.status_code == 404
+    assert "on game host game-a, which this web server cannot read" in response.json()["error"]
+    assert "Add a storage target" in response.json()["error"]
+
+
+def test_the_page_says_a_stop_was_sent_when_the_node_has_not_answered_yet(alice, alice_web, make_server,  # noqa: F811
+                                                                          remote_nodes, settings):
+    settings.MCSITE_NODE_CALL_WAIT_SECONDS = 0
+    server = _remote_server(alice, make_server)
+    remote_nodes.add("game-a", answers=False)
+    page = alice_web.post(f"/servers/{server.pk}/stop/", {"confirmed": "1"}, follow=True).content.decode()
+    assert "Stop sent to game host game-a; it has not answered yet" in page
+    assert NodeCall.objects.get().status == "pending"
