@@ -1,0 +1,140 @@
+"""The repository end to end on a folder (issue #14): a snapshot of the
+fixture world restores byte for byte with times and modes; the same world
+again reads no file (size, mtime and inode match) and adds nothing; one
+changed chunk adds about one chunk; the repository opens with its key alone
+and refuses another; check names the snapshot and file a flipped byte, a
+deleted pack or a truncated index hurts, while the snapshots that do not
+need them still restore."""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backups.repo.crypto import RepoKey
+from backups.repo.repository import LocalStore, Repository, RepositoryError
+
+WORLD = Path(__file__).resolve().parents[1] / "fixtures" / "worlds" / "vanilla-1.14.4" / "world"
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    folder = tmp_path / "server"
+    shutil.copytree(WORLD, folder / "world")
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+@pytest.fixture
+def repo(tmp_path):
+    key = RepoKey.generate()
+    return Repository.init(LocalStore(tmp_path / "repo"), key)
+
+
+def test_a_snapshot_restores_the_world_byte_for_byte(repo, world, tmp_path):
+    snapshot_id, stats = repo.backup(world)
+    assert stats.files == len(tree(world)) and stats.blobs_new > 0
+    restored = tmp_path / "restored"
+    assert repo.restore(snapshot_id, restored) == stats.files
+    assert tree(restored) == tree(world)
+    level = "world/level.dat"
+    assert (restored / level).stat().st_mtime_ns == (world / level).stat().st_mtime_ns
+    assert repo.check(read_data=True)["ok"]
+
+
+def test_the_same_world_again_reads_nothing_and_adds_nothing(repo, world):
+    first, stats = repo.backup(world)
+    second, again = repo.backup(world, parent=first)
+    assert again.files_unchanged == stats.files and again.blobs_new == 0 and again.bytes_new == 0
+    forced, full = repo.backup(world, parent=second, force_read=True)
+    assert full.files_unchanged == 0 and full.blobs_new == 0, "read again, every blob already known"
+    assert repo.snapshot(forced)["parent"] == second
+
+
+def test_one_changed_chunk_adds_about_one_chunk(repo, world, tmp_path):
+    first, stats = repo.backup(world)
+    region = max((world / "world" / "region").glob("*.mca"), key=lambda p: p.stat().st_size)
+    data = bytearray(region.read_bytes())
+    sector = next(int.from_bytes(data[i * 4:i * 4 + 3], "big") for i in range(1024) if data[i * 4 + 3])
+    assert sector >= 2
+    data[sector * 4096 + 200] ^= 0xFF  # one byte inside one chunk's data
+    region.write_bytes(bytes(data))
+    second, changed = repo.backup(world, parent=first)
+    assert changed.files_unchanged == stats.files - 1
+    assert 1 <= changed.blobs_new <= 2 and changed.bytes_new < 64 * 1024, changed
+    restored = tmp_path / "second"
+    repo.restore(second, restored)
+    assert (restored / region.relative_to(world)).read_bytes() == bytes(data)
+
+
+def test_the_repository_opens_with_its_key_alone(repo, world, tmp_path):
+    snapshot_id, _ = repo.backup(world)
+    again = Repository.open(LocalStore(tmp_path / "repo"), repo.key)
+    assert again.snapshots() == [snapshot_id]
+    with pytest.raises(RepositoryError):
+        Repository.open(LocalStore(tmp_path / "repo"), RepoKey.generate())
+    with pytest.raises(RepositoryError):
+        Repository.init(LocalStore(tmp_path / "repo"), repo.key)
+
+
+def _packs(root: Path) -> list[Path]:
+    return sorted((root / "data").rglob("*"), key=lambda p: p.name)
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "deleted pack", "truncated index"])
+def test_check_names_what_damage_hurts_and_other_snapshots_still_restore(repo, world, tmp_path, damage):
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    (safe / "notes.txt").write_text("a file no other snapshot shares")
+    kept, _ = repo.backup(safe)
+    hurt, _ = repo.backup(world)
+    root = tmp_path / "repo"
+    packs = [p for p in _packs(root) if p.is_file()]
+    kept_packs = {repo._index[bytes.fromhex(b)][0] for f in repo.snapshot(kept)["files"] for b in f.get("blobs", ())}
+    target = next(p for p in packs if p.name not in kept_packs)
+    if damage == "flipped byte":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 3] ^= 1
+        target.write_bytes(bytes(data))
+    elif damage == "deleted pack":
+        target.unlink()
+    else:
+        index = max((root / "index").iterdir(), key=lambda p: p.stat().st_size)
+        index.write_bytes(index.read_bytes()[:-20])
+    reopened = Repository.open(LocalStore(root), repo.key)
+    report = reopened.check(read_data=True)
+    assert not report["ok"]
+    assert hurt in report["problems"] and kept not in report["problems"]
+    assert all(line.startswith("world/") for line in report["problems"][hurt])
+    reopened.restore(kept, tmp_path / "kept")
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "a file no other snapshot shares"
+    with pytest.raises(Exception):
+        reopened.restore(hurt, tmp_path / "hurt")
+
+
+def test_a_crash_before_the_index_leaves_only_an_unused_pack(repo, world, tmp_path, monkeypatch):
+    store = repo.store
+    real_put = store.put
+
+    def crash_at_index(name, data):
+        if name.startswith("index/"):
+            raise KeyboardInterrupt("killed")
+        return real_put(name, data)
+
+    monkeypatch.setattr(store, "put", crash_at_index)
+    with pytest.raises(KeyboardInterrupt):
+        repo.backup(world)
+    monkeypatch.setattr(store, "put", real_put)
+    reopened = Repository.open(LocalStore(tmp_path / "repo"), repo.key)
+    report = reopened.check(read_data=True)
+    assert report["ok"] and report["unused_packs"] and reopened.snapshots() == []
+    assert not [p for p in (tmp_path / "repo").rglob(".tmp-*")]
+    os.sync()
