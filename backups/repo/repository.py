@@ -5,6 +5,8 @@ with its key alone — no database:
     data/<xx>/<pack id>    packs (pack.py), named by their SHA-256
     index/<id>             sealed: which blobs each pack holds
     snapshots/<id>         sealed: one backup — every file with its metadata and blob list
+    locks/<id>             plain JSON: a backup in progress (host, pid, time)
+    pending/<pack id>      plain: a pack prune found unused, deleted by a later prune (two phases)
 
 Written in the order that keeps it consistent at any crash (after restic):
 a pack is complete under its final name before an index names it, and the
@@ -106,6 +108,12 @@ class LocalStore:
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            pass
+
 
 def pack_name(pack_id: str) -> str:
     return f"data/{pack_id[:2]}/{pack_id}"
@@ -126,6 +134,7 @@ class Repository:
     key: RepoKey
     _index: dict = field(default_factory=dict)  # blob id -> (pack id, Entry)
     damaged_indexes: list = field(default_factory=list)
+    marked: set = field(default_factory=set)  # packs prune found unused (pending/)
 
     # --- creating and opening -------------------------------------------------------
 
@@ -161,6 +170,8 @@ class Repository:
         missing — check names the snapshots that need them."""
         self._index = {}
         self.damaged_indexes = []
+        self.marked = {name.rsplit("/", 1)[1] for name in self.store.list("pending")}
+        present = {name.rsplit("/", 1)[1] for name in self.store.list("data")}
         for name in self.store.list("index"):
             try:
                 document = json.loads(self.key.open_meta(self.store.get(name), INDEX_LABEL))
@@ -170,16 +181,33 @@ class Repository:
             for pack_id, entries in document["packs"].items():
                 for kind, blob_hex, offset, length, raw_length in entries:
                     blob_id = bytes.fromhex(blob_hex)
-                    self._index[blob_id] = (pack_id, Entry(kind, blob_id, offset, length, raw_length))
+                    known = self._index.get(blob_id)
+                    # A blob in two packs (repacked): the pack that is there and not marked wins.
+                    if known is None or (known[0] not in present or known[0] in self.marked) and pack_id in present:
+                        self._index[blob_id] = (pack_id, Entry(kind, blob_id, offset, length, raw_length))
 
     def has_blob(self, blob_id: bytes) -> bool:
-        return blob_id in self._index
+        """Known in a pack that prune has not marked for deletion."""
+        found = self._index.get(blob_id)
+        return found is not None and found[0] not in self.marked
 
     # --- writing a snapshot ----------------------------------------------------------
 
     def backup(self, folder, *, exclude=(), parent: str | None = None, force_read: bool = False,
                now: dt.datetime | None = None) -> tuple[str, SnapshotStats]:
-        """Takes a snapshot of ``folder``; returns (snapshot id, stats)."""
+        """Takes a snapshot of ``folder``; returns (snapshot id, stats). A
+        lock file says a backup is running (prune deletes no pack meanwhile);
+        blobs of packs prune marked are stored again, never reused."""
+        lock = f"locks/{secrets.token_hex(8)}"
+        self.store.put(lock, json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
+                                         "time": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
+        try:
+            self.load_index()  # what prune did since this repository was opened
+            return self._backup(folder, exclude=exclude, parent=parent, force_read=force_read, now=now)
+        finally:
+            self.store.delete(lock)
+
+    def _backup(self, folder, *, exclude, parent, force_read, now) -> tuple[str, SnapshotStats]:
         parent_files = {} if parent is None or force_read else \
             {f["path"]: f for f in self.snapshot(parent)["files"] if f["type"] == "file"}
         stats = SnapshotStats()
@@ -337,3 +365,112 @@ class Repository:
                         break
         return {"ok": not problems and not self.damaged_indexes, "problems": problems,
                 "damaged_indexes": list(self.damaged_indexes), "unused_packs": sorted(packs - indexed_packs)}
+
+    # --- forgetting and pruning -------------------------------------------------------
+
+    def forget(self, snapshot_ids) -> None:
+        """Removes snapshots (their blobs go at the next prunes)."""
+        for snapshot_id in snapshot_ids:
+            self.store.delete(f"snapshots/{snapshot_id}")
+
+    def _referenced(self) -> set[bytes]:
+        used = set()
+        for snapshot_id in self.snapshots():
+            for item in self.snapshot(snapshot_id)["files"]:
+                used.update(bytes.fromhex(b) for b in item.get("blobs", ()))
+        return used
+
+    def _backups_running(self, stale: dt.timedelta) -> bool:
+        now = dt.datetime.now(dt.timezone.utc)
+        for name in self.store.list("locks"):
+            try:
+                started = dt.datetime.fromisoformat(json.loads(self.store.get(name))["time"])
+            except (RepositoryError, ValueError, KeyError):
+                continue
+            if now - started < stale:
+                return True
+        return False
+
+    def prune(self, *, repack_below: float = 0.5, stale_lock: dt.timedelta = dt.timedelta(hours=12)) -> dict:
+        """Two phases, so that a backup may run meanwhile and lose nothing:
+
+        1. **sweep** what an earlier prune marked: only while no backup runs,
+           and only packs still unused now (a backup that reused a blob before
+           the mark keeps its pack); then one new index of what remains is
+           written before the old index files go;
+        2. **mark** the packs no snapshot uses, and repack those used less than
+           ``repack_below``: their used blobs are written into new packs and
+           indexed, then the old pack is marked.
+
+        A crash at any step leaves a repository that ``check`` passes: packs
+        are deleted only once no index needs them, index files only once a
+        newer one holds their live entries."""
+        self.load_index()
+        report = {"deleted_packs": 0, "marked_packs": 0, "repacked_packs": 0, "freed_bytes": 0}
+        used = self._referenced()
+        if self.marked and not self._backups_running(stale_lock):
+            still_used = {pack_id for blob_id, (pack_id, _) in self._index.items() if blob_id in used}
+            for pack_id in sorted(self.marked):
+                if pack_id in still_used:
+                    self.store.delete(f"pending/{pack_id}")  # reused before its mark: kept
+                    continue
+                try:
+                    report["freed_bytes"] += self.store.size(pack_name(pack_id))
+                except RepositoryError:
+                    pass
+                self._rewrite_index(drop={pack_id})
+                self.store.delete(pack_name(pack_id))
+                self.store.delete(f"pending/{pack_id}")
+                report["deleted_packs"] += 1
+            self.load_index()
+        by_pack: dict[str, list] = {}
+        for blob_id, (pack_id, entry) in self._index.items():
+            if pack_id not in self.marked:
+                by_pack.setdefault(pack_id, []).append((blob_id in used, entry))
+        writer, new_packs = PackWriter(self.key), {}
+        to_mark = []
+        for pack_id, entries in sorted(by_pack.items()):
+            live = [e for in_use, e in entries if in_use]
+            total = sum(e.length for _, e in entries)
+            if not live:
+                to_mark.append(pack_id)
+            elif sum(e.length for e in live) < repack_below * total:
+                reader = self.store.read_at(pack_name(pack_id))
+                for entry in live:
+                    writer.add(read_blob(self.key, reader, entry), kind=entry.kind, blob_id=entry.blob_id)
+                    if writer.full:
+                        self._flush(writer, new_packs)
+                        writer = PackWriter(self.key)
+                to_mark.append(pack_id)
+                report["repacked_packs"] += 1
+        if not self._backups_running(stale_lock):  # packs of a crashed backup that no index names
+            indexed = {pack_id for pack_id, _ in self._index.values()}
+            to_mark += [name.rsplit("/", 1)[1] for name in self.store.list("data")
+                        if name.rsplit("/", 1)[1] not in indexed | self.marked]
+        if writer.entries:
+            self._flush(writer, new_packs)
+        if new_packs:  # the copies are indexed before their old pack is marked
+            sealed = self.key.seal_meta(json.dumps({"packs": new_packs}).encode(), INDEX_LABEL)
+            self.store.put(f"index/{hashlib.sha256(sealed).hexdigest()}", sealed)
+        for pack_id in to_mark:
+            self.store.put(f"pending/{pack_id}", dt.datetime.now(dt.timezone.utc).isoformat().encode())
+            report["marked_packs"] += 1
+        self.load_index()
+        return report
+
+    def _rewrite_index(self, *, drop: set) -> None:
+        """One index of every entry outside the ``drop`` packs, written before
+        the index files it replaces are removed."""
+        old = self.store.list("index")
+        packs: dict[str, list] = {}
+        for blob_id, (pack_id, e) in self._index.items():
+            if pack_id not in drop:
+                packs.setdefault(pack_id, []).append([e.kind, blob_id.hex(), e.offset, e.length, e.raw_length])
+        sealed = self.key.seal_meta(json.dumps({"packs": packs}).encode(), INDEX_LABEL)
+        name = f"index/{hashlib.sha256(sealed).hexdigest()}"
+        self.store.put(name, sealed)
+        for other in old:
+            if other != name:
+                self.store.delete(other)
+        for blob_id in [b for b, (pack_id, _) in self._index.items() if pack_id in drop]:
+            del self._index[blob_id]
