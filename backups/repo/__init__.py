@@ -1,8 +1,16 @@
 """Incremental, deduplicated backups (issue #14): a repository of blobs on a
 storage target. This package needs neither Django nor a database, like
-backups.engine.
+backups.engine; docs/repository.md describes the format.
 
-So far: ``chunking`` — how a file is cut into blobs (Minecraft region files
-at chunk boundaries, large files by FastCDC, small files whole), each cut
-reproducible and lossless: the pieces of a file, in order, are the file.
+* ``chunking`` — how a file is cut into blobs: Minecraft region files at
+  chunk boundaries, large files by FastCDC, small files whole; lossless.
+* ``crypto`` — the repository key, keyed blob ids, sealed blobs and documents.
+* ``pack`` — packs of sealed blobs with a sealed header (after restic).
+* ``repository`` — init/open, backup (with the parent's speed path),
+  restore, check, forget and a two-phase prune; ``LocalStore`` (a folder).
+* ``target_store`` — the same repository on an S3 or SFTP storage target.
+
+Not yet: the server setting that chooses it, runs, verification with world
+validation, the pages and the API, retention by policy, key wrapping and
+export (see the issue).
 """

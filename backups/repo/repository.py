@@ -34,9 +34,10 @@ from pathlib import Path
 from backups.engine.walk import scan
 from backups.repo import chunking
 from backups.repo.crypto import BlobError, RepoKey
-from backups.repo.pack import DATA, Entry, PackError, PackWriter, read_blob, read_header
+from backups.repo.pack import DATA, Entry, PackError, PackWriter, bytes_reader, read_blob, read_header
 
 FORMAT_VERSION = 1
+PACK_CACHE = 4  # whole packs kept while restoring: 64 MiB at most
 SNAPSHOT_LABEL = b"snapshot"
 INDEX_LABEL = b"index"
 
@@ -276,12 +277,23 @@ class Repository:
     def snapshot(self, snapshot_id: str) -> dict:
         return json.loads(self.key.open_meta(self.store.get(f"snapshots/{snapshot_id}"), SNAPSHOT_LABEL))
 
-    def blob(self, blob_id: bytes) -> bytes:
+    def blob(self, blob_id: bytes, cache: dict | None = None) -> bytes:
+        """One blob, authenticated. With ``cache`` (a dict the caller keeps),
+        whole packs are read once and kept, at most PACK_CACHE of them: one
+        request per pack instead of one per blob on a remote target."""
         found = self._index.get(blob_id)
         if found is None:
             raise BlobError(blob_id, "not in any index")
         pack_id, entry = found
-        return read_blob(self.key, self.store.read_at(pack_name(pack_id)), entry)
+        if cache is None:
+            return read_blob(self.key, self.store.read_at(pack_name(pack_id)), entry)
+        data = cache.pop(pack_id, None)
+        if data is None:
+            data = self.store.get(pack_name(pack_id))
+            while len(cache) >= PACK_CACHE:
+                cache.pop(next(iter(cache)))
+        cache[pack_id] = data  # most recently used last
+        return read_blob(self.key, bytes_reader(data), entry)
 
     def restore(self, snapshot_id: str, target) -> int:
         """Writes the snapshot into ``target`` (a new or empty folder); the
@@ -289,6 +301,7 @@ class Repository:
         target = Path(target)
         target.mkdir(parents=True, exist_ok=True)
         count = 0
+        cache: dict = {}
         document = self.snapshot(snapshot_id)
         for item in document["files"]:
             path = target / item["path"]
@@ -303,7 +316,7 @@ class Repository:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as fh:
                     for blob_hex in item["blobs"]:
-                        fh.write(self.blob(bytes.fromhex(blob_hex)))
+                        fh.write(self.blob(bytes.fromhex(blob_hex), cache))
                 os.chmod(path, item["mode"])
                 os.utime(path, ns=(item["mtime_ns"], item["mtime_ns"]))
                 count += 1
@@ -329,19 +342,21 @@ class Repository:
                 why = "its pack is missing"
             else:
                 name = pack_name(pack_id)
+                # Reading the data: the whole pack once (one request on a remote target), then its blobs from it.
+                data = self.store.get(name) if read_data else None
+                reader = bytes_reader(data) if data is not None else self.store.read_at(name)
                 try:
-                    entries = read_header(self.key, self.store.read_at(name), self.store.size(name))
+                    entries = read_header(self.key, reader, len(data) if data is not None else self.store.size(name))
                     why = None
                 except PackError as exc:
                     why, entries = f"its pack's header is damaged ({exc})", []
-                if why is None and read_data:
-                    reader = self.store.read_at(name)
+                if why is None and data is not None:
                     for entry in entries:
                         try:
                             read_blob(self.key, reader, entry)
                         except BlobError as exc:
                             bad_blobs[entry.blob_id] = exc.why
-                    if hashlib.sha256(self.store.get(name)).hexdigest() != pack_id:
+                    if hashlib.sha256(data).hexdigest() != pack_id:
                         for entry in entries:
                             bad_blobs.setdefault(entry.blob_id, "its pack's bytes changed")
             if why is not None:
