@@ -9,8 +9,9 @@ backups.engine; docs/repository.md describes the format.
 * ``repository`` — init/open, backup (with the parent's speed path),
   restore, check, forget and a two-phase prune; ``LocalStore`` (a folder).
 * ``target_store`` — the same repository on an S3 or SFTP storage target.
+* ``verify`` — a snapshot verified with the archives' methods and quality
+  score, its world checked from the blobs without writing a file.
 
-Not yet: the server setting that chooses it, runs, verification with world
-validation, the pages and the API, retention by policy, key wrapping and
+Not yet: the server setting that chooses it, runs, the pages and the API, retention by policy, key wrapping and
 export (see the issue).
 """

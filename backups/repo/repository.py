@@ -187,6 +187,10 @@ class Repository:
                     if known is None or (known[0] not in present or known[0] in self.marked) and pack_id in present:
                         self._index[blob_id] = (pack_id, Entry(kind, blob_id, offset, length, raw_length))
 
+    def knows(self, blob_id: bytes) -> bool:
+        """In an index (marked for deletion or not): readable."""
+        return blob_id in self._index
+
     def has_blob(self, blob_id: bytes) -> bool:
         """Known in a pack that prune has not marked for deletion."""
         found = self._index.get(blob_id)
