@@ -7,7 +7,7 @@ backups.engine; docs/repository.md describes the format.
 * ``crypto`` — the repository key, keyed blob ids, sealed blobs and documents.
 * ``pack`` — packs of sealed blobs with a sealed header (after restic).
 * ``repository`` — init/open, backup (with the parent's speed path),
-  restore, check, forget and a two-phase prune; ``LocalStore`` (a folder).
+  restore (whole, or only some paths: a dimension, the player data, a file), check, forget and a two-phase prune; ``LocalStore`` (a folder).
 * ``target_store`` — the same repository on an S3 or SFTP storage target.
 * ``verify`` — a snapshot verified with the archives' methods and quality
   score, its world checked from the blobs without writing a file.

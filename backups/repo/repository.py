@@ -299,15 +299,32 @@ class Repository:
         cache[pack_id] = data  # most recently used last
         return read_blob(self.key, bytes_reader(data), entry)
 
-    def restore(self, snapshot_id: str, target) -> int:
+    def restore(self, snapshot_id: str, target, *, only=None) -> int:
         """Writes the snapshot into ``target`` (a new or empty folder); the
-        number of files. Each file is checked blob by blob as it is read."""
+        number of files. Each file is checked blob by blob as it is read.
+        ``only``: paths (a dimension's folder, ``world/playerdata``, one file)
+        — just those and what lies inside them; a path the snapshot does not
+        hold is a RepositoryError before anything is written."""
         target = Path(target)
+        document = self.snapshot(snapshot_id)
+        items = document["files"]
+        if only is not None:
+            wanted = [p.strip("/") for p in only]
+            held = {item["path"] for item in items}
+            absent = [p for p in wanted if p not in held]
+            if absent:
+                raise RepositoryError(f"not in this snapshot: {', '.join(absent)}")
+            items = [item for item in items
+                     if any(item["path"] == p or item["path"].startswith(p + "/") for p in wanted)]
+            # the folders above a chosen path, so that it has somewhere to go
+            parents = {"/".join(item["path"].split("/")[:i]) for item in items
+                       for i in range(1, item["path"].count("/") + 1)}
+            items = [item for item in document["files"] if item["path"] in parents and item["type"] == "dir"] + items
         target.mkdir(parents=True, exist_ok=True)
         count = 0
         cache: dict = {}
-        document = self.snapshot(snapshot_id)
-        for item in document["files"]:
+        document = {"files": items}
+        for item in items:
             path = target / item["path"]
             if not path.resolve().is_relative_to(target.resolve()):
                 raise RepositoryError(f"{item['path']}: outside the target")

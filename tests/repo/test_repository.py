@@ -138,3 +138,18 @@ def test_a_crash_before_the_index_leaves_only_an_unused_pack(repo, world, tmp_pa
     assert report["ok"] and report["unused_packs"] and reopened.snapshots() == []
     assert not [p for p in (tmp_path / "repo").rglob(".tmp-*")]
     os.sync()
+
+
+def test_only_a_dimension_the_player_data_or_one_file(repo, world, tmp_path):
+    snapshot_id, _ = repo.backup(world)
+    nether = tmp_path / "nether"
+    count = repo.restore(snapshot_id, nether, only=["world/DIM-1"])
+    assert count == len(tree(world / "world" / "DIM-1")) > 0
+    assert tree(nether) == {f"world/DIM-1/{k}": v for k, v in tree(world / "world" / "DIM-1").items()}
+    one = tmp_path / "one"
+    assert repo.restore(snapshot_id, one, only=["world/level.dat", "world/playerdata"]) >= 1
+    assert (one / "world" / "level.dat").read_bytes() == (world / "world" / "level.dat").read_bytes()
+    assert not (one / "world" / "region").exists()
+    with pytest.raises(RepositoryError):
+        repo.restore(snapshot_id, tmp_path / "none", only=["world/DIM7"])
+    assert not (tmp_path / "none").exists(), "nothing written for a path the snapshot does not hold"
