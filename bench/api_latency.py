@@ -153,7 +153,7 @@ def run(servers: int, per_server: int, requests: int) -> str:
 
 
 def write_doc(section: str) -> None:
-    write_section(START, END, 'API at scale', section)
+    write_section(START, END, "API at scale", section)
 
 
 def main() -> int:

@@ -195,7 +195,7 @@ def run(servers: int, node_count: int, broker_url: str) -> str:
 
 
 def write_doc(section: str) -> None:
-    write_section(START, END, 'One beat, 1 000 servers on 10 game hosts', section)
+    write_section(START, END, "One beat, 1 000 servers on 10 game hosts", section)
 
 
 def main() -> int:

@@ -199,7 +199,7 @@ def report(size_mib: int, part_size_mib: int, concurrency: int, pairs: int) -> s
 
 
 def write_doc(section: str) -> None:
-    write_section(START, END, 'Off-site upload (S3)', section)
+    write_section(START, END, "Off-site upload (S3)", section)
 
 
 def main(argv=None) -> None:
