@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import signal
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +45,25 @@ INDEX_LABEL = b"index"
 
 class RepositoryError(Exception):
     pass
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _checkpoint(name: str) -> None:
+    """A crash point for the kill -9 tests (tests/repo/test_crashes.py):
+    SIGKILL this process here when MCSITE_CRASH_AT names it."""
+    if os.environ.get("MCSITE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class LocalStore:
@@ -257,6 +277,7 @@ class Repository:
             document = {"packs": new_packs}
             sealed = self.key.seal_meta(json.dumps(document).encode(), INDEX_LABEL)
             self.store.put(f"index/{hashlib.sha256(sealed).hexdigest()}", sealed)
+            _checkpoint("repo-index-written")
         now = now or dt.datetime.now(dt.timezone.utc)
         snapshot = {"time": now.isoformat(), "parent": parent, "files": files,
                     "stats": {"files": stats.files, "bytes": stats.bytes}}
@@ -268,6 +289,7 @@ class Repository:
     def _flush(self, writer: PackWriter, new_packs: dict) -> int:
         pack_id, data, entries = writer.finish()
         self.store.put(pack_name(pack_id), data)  # complete under its name before any index names it
+        _checkpoint("repo-pack-written")
         new_packs[pack_id] = [[e.kind, e.blob_id.hex(), e.offset, e.length, e.raw_length] for e in entries]
         for e in entries:
             self._index[e.blob_id] = (pack_id, e)
@@ -417,11 +439,19 @@ class Repository:
         return used
 
     def _backups_running(self, stale: dt.timedelta) -> bool:
+        """A backup holds a lock: one younger than ``stale`` whose process,
+        when it ran on this host, is still alive. The lock of a backup killed
+        on this host is removed here (it can never finish)."""
         now = dt.datetime.now(dt.timezone.utc)
+        here = os.uname().nodename
         for name in self.store.list("locks"):
             try:
-                started = dt.datetime.fromisoformat(json.loads(self.store.get(name))["time"])
+                lock = json.loads(self.store.get(name))
+                started = dt.datetime.fromisoformat(lock["time"])
             except (RepositoryError, ValueError, KeyError):
+                continue
+            if lock.get("host") == here and not _process_alive(int(lock.get("pid", 0))):
+                self.store.delete(name)
                 continue
             if now - started < stale:
                 return True
@@ -456,6 +486,7 @@ class Repository:
                     pass
                 self._rewrite_index(drop={pack_id})
                 self.store.delete(pack_name(pack_id))
+                _checkpoint("repo-pack-deleted")
                 self.store.delete(f"pending/{pack_id}")
                 report["deleted_packs"] += 1
             self.load_index()
@@ -486,11 +517,14 @@ class Repository:
         if writer.entries:
             self._flush(writer, new_packs)
         if new_packs:  # the copies are indexed before their old pack is marked
+            _checkpoint("repo-repack-written")
             sealed = self.key.seal_meta(json.dumps({"packs": new_packs}).encode(), INDEX_LABEL)
             self.store.put(f"index/{hashlib.sha256(sealed).hexdigest()}", sealed)
+            _checkpoint("repo-repack-indexed")
         for pack_id in to_mark:
             self.store.put(f"pending/{pack_id}", dt.datetime.now(dt.timezone.utc).isoformat().encode())
             report["marked_packs"] += 1
+            _checkpoint("repo-pack-marked")
         self.load_index()
         return report
 
@@ -505,6 +539,7 @@ class Repository:
         sealed = self.key.seal_meta(json.dumps({"packs": packs}).encode(), INDEX_LABEL)
         name = f"index/{hashlib.sha256(sealed).hexdigest()}"
         self.store.put(name, sealed)
+        _checkpoint("repo-index-rewritten")
         for other in old:
             if other != name:
                 self.store.delete(other)
