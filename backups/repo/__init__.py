@@ -9,6 +9,7 @@ backups.engine; docs/repository.md describes the format.
 * ``repository`` — init/open, backup (with the parent's speed path),
   restore (whole, or only some paths: a dimension, the player data, a file), check, forget and a two-phase prune; ``LocalStore`` (a folder).
 * ``target_store`` — the same repository on an S3 or SFTP storage target.
+* ``export`` — a snapshot streamed out as an ordinary tar.gz.
 * ``verify`` — a snapshot verified with the archives' methods and quality
   score, its world checked from the blobs without writing a file.
 
