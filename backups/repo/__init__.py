@@ -7,12 +7,13 @@ backups.engine; docs/repository.md describes the format.
 * ``crypto`` — the repository key, keyed blob ids, sealed blobs and documents.
 * ``pack`` — packs of sealed blobs with a sealed header (after restic).
 * ``repository`` — init/open, backup (with the parent's speed path),
-  restore (whole, or only some paths: a dimension, the player data, a file), check, forget and a two-phase prune; ``LocalStore`` (a folder).
+  restore (whole, or only some paths: a dimension, the player data, a file), check,
+  the repository key wrapped by the site's key (opened with it alone; rotation re-wraps), forget and a two-phase prune; ``LocalStore`` (a folder).
 * ``target_store`` — the same repository on an S3 or SFTP storage target.
 * ``export`` — a snapshot streamed out as an ordinary tar.gz.
 * ``verify`` — a snapshot verified with the archives' methods and quality
   score, its world checked from the blobs without writing a file.
 
-Not yet: the server setting that chooses it, runs, the pages and the API, retention by policy, key wrapping and
-export (see the issue).
+Not yet: the server setting that chooses it, runs, the pages and the API, retention by policy, the site's key
+export carrying the wrap (see the issue).
 """

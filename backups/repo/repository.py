@@ -545,3 +545,53 @@ class Repository:
                 self.store.delete(other)
         for blob_id in [b for b, (pack_id, _) in self._index.items() if pack_id in drop]:
             del self._index[blob_id]
+
+    # --- the repository key, wrapped ----------------------------------------------------
+
+    def add_key(self, kek: bytes) -> str:
+        """Stores the repository key wrapped by ``kek`` (a 32-byte key the
+        site keeps: its exported keys open the repository without the
+        database) under ``keys/<id>``; returns the id."""
+        wrapped = wrap_key(self.key, kek)
+        key_id = hashlib.sha256(wrapped).hexdigest()[:32]
+        self.store.put(f"keys/{key_id}", wrapped)
+        return key_id
+
+    def rewrap(self, old_kek: bytes, new_kek: bytes) -> str:
+        """Key rotation: the repository key wrapped by the new key is written
+        before the old wrap goes; no blob is encrypted again."""
+        old = [name for name in self.store.list("keys") if _unwraps(self.store.get(name), old_kek)]
+        key_id = self.add_key(new_kek)
+        for name in old:
+            if name != f"keys/{key_id}":
+                self.store.delete(name)
+        return key_id
+
+    @classmethod
+    def open_with(cls, store, kek: bytes) -> "Repository":
+        """Opens with a key-encryption key: the first ``keys/`` entry it unwraps."""
+        for name in store.list("keys"):
+            key = _unwraps(store.get(name), kek)
+            if key is not None:
+                return cls.open(store, key)
+        raise RepositoryError("none of this repository's keys opens with the key given")
+
+
+def wrap_key(key: RepoKey, kek: bytes) -> bytes:
+    """``nonce ‖ AES-256-GCM(kek, nonce, repository key, aad="mcsite repository key")``."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if len(kek) != 32:
+        raise ValueError("a key-encryption key is 32 bytes")
+    nonce = os.urandom(12)
+    return nonce + AESGCM(kek).encrypt(nonce, key.key, b"mcsite repository key")
+
+
+def _unwraps(wrapped: bytes, kek: bytes) -> RepoKey | None:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        return RepoKey(AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], b"mcsite repository key"))
+    except (InvalidTag, ValueError):
+        return None

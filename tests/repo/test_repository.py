@@ -153,3 +153,21 @@ def test_only_a_dimension_the_player_data_or_one_file(repo, world, tmp_path):
     with pytest.raises(RepositoryError):
         repo.restore(snapshot_id, tmp_path / "none", only=["world/DIM7"])
     assert not (tmp_path / "none").exists(), "nothing written for a path the snapshot does not hold"
+
+
+def test_the_key_wrapped_by_the_sites_key_opens_it_and_rotation_only_rewraps(repo, world, tmp_path):
+    old_kek, new_kek = os.urandom(32), os.urandom(32)
+    repo.add_key(old_kek)
+    snapshot_id, _ = repo.backup(world)
+    packs = {p.name: p.read_bytes() for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file()}
+    store = LocalStore(tmp_path / "repo")
+    assert Repository.open_with(store, old_kek).snapshots() == [snapshot_id]
+    repo.rewrap(old_kek, new_kek)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file()} == packs, \
+        "no blob encrypted again"
+    assert len(list((tmp_path / "repo" / "keys").iterdir())) == 1
+    reopened = Repository.open_with(store, new_kek)
+    reopened.restore(snapshot_id, tmp_path / "restored")
+    assert tree(tmp_path / "restored") == tree(world)
+    with pytest.raises(RepositoryError):
+        Repository.open_with(store, old_kek)
