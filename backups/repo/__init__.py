@@ -14,6 +14,6 @@ backups.engine; docs/repository.md describes the format.
 * ``verify`` — a snapshot verified with the archives' methods and quality
   score, its world checked from the blobs without writing a file.
 
-Not yet: the server setting that chooses it, runs, the pages and the API, retention by policy, the site's key
-export carrying the wrap (see the issue).
+Not yet: the server setting that chooses it, runs, the pages and the API,
+retention by policy, the site's key export carrying the wrap (see the issue).
 """
