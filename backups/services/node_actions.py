@@ -13,7 +13,7 @@ from mcsite.errors import DomainError, ErrorCode
 from servers import control, nodes
 
 
-def folder_facts_here(server, *, paths=(), keep_excluded: bool = True) -> dict:
+def folder_facts_here(server, *, paths=()) -> dict:
     """What a restore preview says about the server folder as it is now."""
     folder = server.path
     has_files = folder.is_dir() and any(folder.iterdir())
@@ -26,9 +26,9 @@ def folder_facts_here(server, *, paths=(), keep_excluded: bool = True) -> dict:
     }
 
 
-def folder_facts(server, *, paths=(), keep_excluded: bool = True) -> dict:
-    return nodes.ask(server, "restore_facts", {"paths": list(paths), "keep_excluded": keep_excluded},
-                     local=lambda: folder_facts_here(server, paths=paths, keep_excluded=keep_excluded))
+def folder_facts(server, *, paths=()) -> dict:
+    return nodes.ask(server, "restore_facts", {"paths": list(paths)},
+                     local=lambda: folder_facts_here(server, paths=paths))
 
 
 def restore_precheck(server, backup: BackupRecord, *, safety_backup: bool) -> None:
@@ -37,15 +37,8 @@ def restore_precheck(server, backup: BackupRecord, *, safety_backup: bool) -> No
               local=lambda: prechecks.restore_precheck(server=server, backup=backup, safety_backup=safety_backup))
 
 
-def copy_precheck(server, backup: BackupRecord) -> None:
-    """Room for a restore into the new (empty) folder: no safety backup."""
-    nodes.ask(server, "restore_precheck", {"backup_id": backup.pk, "safety_backup": False},
-              local=lambda: prechecks.restore_precheck(server=server, backup=backup, safety_backup=False))
-
-
 def _restore_facts(server, call) -> dict:
-    return folder_facts_here(server, paths=call.arguments.get("paths") or (),
-                             keep_excluded=call.arguments.get("keep_excluded", True))
+    return folder_facts_here(server, paths=call.arguments.get("paths") or ())
 
 
 def _restore_precheck(server, call) -> dict:

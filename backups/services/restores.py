@@ -16,9 +16,8 @@ from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.services import config as config_service
-from backups.services import copy_source, lifecycle
+from backups.services import copy_source, lifecycle, node_actions
 from backups.services.contents import contents_select
-from backups.services import node_actions
 from backups.services.prechecks import restore_precheck
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
@@ -52,7 +51,7 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     source = copy_source.source_for(record)
     contents = _contents(record, local=source.is_local and storage.node_of(record) == settings.MCSITE_NODE)
     # The folder as it is now, looked at on the server's node (issue #15).
-    facts = node_actions.folder_facts(server, paths=[p["path"] for p in parts], keep_excluded=keep_excluded)
+    facts = node_actions.folder_facts(server, paths=[p["path"] for p in parts])
     running = facts["running"]
     needed = sum(p["size_bytes"] for p in parts) if parts else contents["total_bytes"]
     free = facts["free_bytes"]
@@ -249,7 +248,7 @@ def _restore_copy_on_node(*, record, origin, node: str, name: str, directory, ac
         if origin is not None:
             Server.objects.filter(pk=server.pk).update(**{field: getattr(origin, field) for field in CARRIED_AS_IS})
             server.refresh_from_db()
-        node_actions.copy_precheck(server, record)
+        node_actions.restore_precheck(server, record, safety_backup=False)  # an empty folder: no safety backup
         return _claim_and_queue(server=server, backup=record, kind=RestoreRequest.Kind.COPY, actor=actor,
                                 request=request, source=source, enqueue=enqueue, keep_excluded=False)
     except BaseException:
