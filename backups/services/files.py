@@ -26,7 +26,7 @@ def remove_on_its_node(record) -> bool:
     def send():
         try:
             lifecycle.send_task("remove_backup_file", kwargs={"backup_id": backup_id}, queue=node)
-        except Exception as exc:  # noqa: BLE001 — the node's orphan sweep finds the file later
+        except Exception as exc:  # noqa: BLE001 — logged: the file stays on that host until removed by hand
             logger.error("remove_file_send_failed backup_id=%s node=%s error=%s", backup_id, node, type(exc).__name__)
 
     transaction.on_commit(send)
