@@ -16,6 +16,7 @@ from backups.admin import BackupRecordAdmin
 from backups.admin_alerts import SuperuserOnly, last_test_html
 from backups.models import OffsiteCopy, ServerCopyPolicy, StorageTarget
 from backups.services import targets as target_service
+from mcsite.admin_scoping import ReadOnlyAdminMixin
 from mcsite.errors import DomainError
 
 SECRET = dict(required=False, strip=False,
@@ -228,7 +229,7 @@ class ServerCopyPolicyAdmin(SuperuserOnly, admin.ModelAdmin):
 
 
 @admin.register(OffsiteCopy)
-class OffsiteCopyAdmin(SuperuserOnly, admin.ModelAdmin):
+class OffsiteCopyAdmin(ReadOnlyAdminMixin, SuperuserOnly, admin.ModelAdmin):
     list_display = ("backup", "target", "status", "error_code", "attempts", "size_bytes", "verified_at")
     list_filter = ("status", "target")
     search_fields = ("backup__filename", "remote_name", "error_message")
@@ -237,15 +238,6 @@ class OffsiteCopyAdmin(SuperuserOnly, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in OffsiteCopy._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Copy the selected failed copies again")
     def retry_selected(self, request, queryset):

@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils import timezone
 
+from mcsite.admin_scoping import ReadOnlyAdminMixin
 from mcsite.models import ApiToken, AuditEvent, token_max_age
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail, read-only, for admins."""
 
     list_display = ("created_at", "actor_name", "action", "object_type", "object_repr", "outcome", "source", "ip_address")
@@ -14,15 +15,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ("actor_name", "action", "object_repr", "object_id", "ip_address")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser

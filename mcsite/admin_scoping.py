@@ -1,4 +1,4 @@
-"""OwnerScopedAdmin: a staff owner sees and changes only their own objects in
+"""Admin helpers. OwnerScopedAdmin: a staff owner sees and changes only their own objects in
 the Django admin and picks only their own servers in foreign-key fields;
 superusers see everything (SPEC §2). Scoping itself is the model's
 `for_user` queryset, the same one the API and the web pages use."""
@@ -38,3 +38,18 @@ class OwnerScopedAdmin(admin.ModelAdmin):
 
     def audit(self, request, action, obj, **kwargs):
         return audit(actor=request.user, action=action, obj=obj, request=request, source="admin", **kwargs)
+
+
+class ReadOnlyAdminMixin:
+    """Rows the site writes itself (the audit trail, off-site copies, node
+    calls): shown, never added, changed or deleted in the admin. Put it
+    before any mixin that grants these permissions."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -8,7 +8,7 @@ from backups import scheduling
 from backups.forms import HH_MM_MESSAGE, ScheduleModelFormMixin, ScheduleTimeField
 from backups.admin import SuperuserOnlyAdminMixin
 from backups.models import BackupSchedule
-from mcsite.admin_scoping import OwnerScopedAdmin
+from mcsite.admin_scoping import OwnerScopedAdmin, ReadOnlyAdminMixin
 from mcsite.errors import DomainError
 from servers.forms import ServerForm
 from servers.models import Node, NodeCall, Server
@@ -253,8 +253,9 @@ class ServerAdmin(OwnerScopedAdmin):
 
 @admin.register(Node)
 class NodeAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
-    """Game hosts as they report themselves (issue #15): read only; a node
-    row is written by its own worker's heartbeat."""
+    """Game hosts as they report themselves (issue #15): written by each
+    node's own worker, never edited here; an admin may delete the row of a
+    retired host (one that servers still name is listed again as unknown)."""
 
     list_display = ("name", "state_badge", "hostname", "last_heartbeat", "servers_disk", "backup_disk",
                     "worker_count", "version", "server_count")
@@ -297,17 +298,12 @@ class NodeAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NodeCall)
-class NodeCallAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
-    """What the web tier asked nodes to do, and their answers (read only)."""
+class NodeCallAdmin(ReadOnlyAdminMixin, SuperuserOnlyAdminMixin, admin.ModelAdmin):
+    """What the web tier asked nodes to do, and their answers (read only;
+    finished calls go after a week, servers/nodes.calls_tidy)."""
 
     list_display = ("created_at", "node", "action", "server", "status", "error_code", "actor")
     list_filter = ("status", "action", "node")
     readonly_fields = ("node", "server", "action", "arguments", "status", "result", "error_code", "error_message",
                        "actor", "created_at", "started_at", "finished_at")
     fields = readonly_fields
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

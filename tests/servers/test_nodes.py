@@ -315,3 +315,18 @@ def test_the_page_says_a_stop_was_sent_when_the_node_has_not_answered_yet(alice,
     page = alice_web.post(f"/servers/{server.pk}/stop/", {"confirmed": "1"}, follow=True).content.decode()
     assert "Stop sent to game host game-a; it has not answered yet" in page
     assert NodeCall.objects.get().status == "pending"
+
+
+def test_nodes_and_node_calls_are_for_admins_and_written_only_by_the_site(client, admin_user, alice, remote_nodes):
+    node = remote_nodes.add("game-a")
+    call = NodeCall.objects.create(node="game-a", action="start")
+    client.force_login(admin_user)
+    assert "game-a" in client.get("/admin/servers/node/").content.decode()
+    assert client.get("/admin/servers/nodecall/").status_code == 200
+    assert client.get("/admin/servers/nodecall/add/").status_code == 403
+    assert client.post(f"/admin/servers/nodecall/{call.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/servers/node/add/").status_code == 403
+    client.post(f"/admin/servers/node/{node.pk}/delete/", {"post": "yes"})  # a retired host's row may go
+    assert not Node.objects.filter(pk=node.pk).exists()
+    client.force_login(alice)
+    assert client.get("/admin/servers/node/").status_code in (302, 403)
