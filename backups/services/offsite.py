@@ -34,7 +34,6 @@ import logging
 import threading
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -46,6 +45,7 @@ from backups.models import BackupRecord, BackupSettings, OffsiteCopy, ServerCopy
 from backups.offsite import OffsiteError, open_target
 from backups.offsite_layout import remote_name, sidecar_bytes, sidecar_document, sidecar_name
 from backups.services import files, lifecycle
+from servers import nodes
 
 logger = logging.getLogger("mcsite.backups")
 
@@ -58,10 +58,6 @@ ALERT_KIND = "offsite_copy_failed"
 LOCAL_FILE_MISSING = "LOCAL_FILE_MISSING"
 BACKUP_CHANGED = "BACKUP_CHANGED"
 S = OffsiteCopy.Status
-
-
-def mcsite_version() -> str:
-    return str(getattr(settings, "SPECTACULAR_SETTINGS", {}).get("VERSION") or "1.0.0")
 
 
 def target_subject(target) -> str:
@@ -191,7 +187,7 @@ def copy_run(*, copy_id: int, task_id: str = "") -> OffsiteCopy | None:
                           composite=result.composite, local_path=path)
             server = record.server
             document = sidecar_document(record, server_name=server.name if server else "",
-                                        server_directory=directory, mcsite_version=mcsite_version())
+                                        server_directory=directory, mcsite_version=nodes.mcsite_version())
             remote.put_small(sidecar_name(name), sidecar_bytes(document))
     except OffsiteError as exc:
         return _copy_failed(copy, exc)
