@@ -240,6 +240,12 @@ class BackupRecord(models.Model):
     # copy is verified, or a record rebuilt by import_backups): the record
     # stays restorable from its copies.
     local_removed_at = models.DateTimeField(null=True, blank=True)
+    # A snapshot in the server's incremental repository (issue #14) instead of an archive file:
+    # no storage_path; sha256 is the snapshot document's (its id), size_bytes what it added.
+    repository = models.ForeignKey("SnapshotRepository", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="snapshots")
+    snapshot_id = models.CharField(max_length=64, blank=True, default="", db_default="")
+    files_unchanged = models.IntegerField(null=True, blank=True, help_text="Files taken from the parent unread")
 
     objects = BackupRecordQuerySet.as_manager()
 
@@ -269,6 +275,10 @@ class BackupRecord(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_snapshot(self) -> bool:
+        return bool(self.snapshot_id) and self.repository_id is not None
 
     @property
     def taken_at(self):
@@ -487,6 +497,60 @@ class StorageTarget(models.Model):
         from backups.offsite import TargetConfig
 
         return TargetConfig(kind=self.kind, name=self.name, settings=dict(self.settings or {}), secrets=self.secrets)
+
+
+class SnapshotRepository(models.Model):
+    """A server's incremental, deduplicated repository (issue #14): on the
+    backup root of the server's node (``target`` empty) or on a storage
+    target. ``active`` is the server's choice of format: while it is on,
+    backups are snapshots here; switched off, the repository and its
+    snapshots stay (restorable) and backups are archives again.
+
+    The repository's own key encrypts every blob; it is stored in the
+    repository wrapped by ``kek`` (a random 32-byte key, sealed here and in
+    the keys export), so the repository opens with the export alone and a
+    key rotation re-wraps it without touching a blob."""
+
+    server = models.OneToOneField("servers.Server", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="snapshot_repository")
+    server_name = models.CharField(max_length=100)
+    node = models.CharField(max_length=64, blank=True, default="", help_text="Whose backup root (no target)")
+    target = models.ForeignKey(StorageTarget, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                               help_text="Empty: the backup root of the server's game host")
+    location = models.CharField(max_length=300, help_text="Folder of the repository on the target or backup root")
+    repo_uid = models.CharField(max_length=64, blank=True)
+    kek_sealed = models.TextField(editable=False)
+    key_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    active = models.BooleanField(default=True, help_text="Backups of the server are snapshots here")
+    stored_bytes = models.BigIntegerField(default=0, help_text="Bytes in the repository's packs")
+    logical_bytes = models.BigIntegerField(default=0, help_text="Sum of the world sizes of its snapshots")
+    pruned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["server_name", "id"]
+
+    def __str__(self):
+        return f"repository of {self.server_name}"
+
+    @property
+    def kek(self) -> bytes:
+        import base64
+
+        return base64.b64decode(unseal(self.kek_sealed))
+
+    @kek.setter
+    def kek(self, value: bytes) -> None:
+        import base64
+
+        self.kek_sealed = seal(base64.b64encode(value).decode("ascii"))
+
+    @property
+    def dedup_ratio(self) -> float | None:
+        """World bytes kept per byte stored (e.g. 12.5: 12.5× less than full copies)."""
+        if not self.stored_bytes:
+            return None
+        return round(self.logical_bytes / self.stored_bytes, 2)
 
 
 class ServerCopyPolicy(models.Model):

@@ -13,7 +13,7 @@ from backups import storage
 from backups.api import serializers as s
 from backups.models import BackupRecord, BackupSchedule, OffsiteCopy, RestoreRequest
 from backups.selectors import backup_status
-from backups.services import actions, copy_source, restores, retention, runs, schedules
+from backups.services import actions, copy_source, restores, retention, runs, schedules, snapshots
 from mcsite.api.responses import respond
 from mcsite.api.schema import envelope_errors
 from mcsite.api.throttling import UserRateThrottle  # keyed on the site's client-address rule
@@ -280,7 +280,8 @@ class BackupUnlockView(BackupLockView):
     locked = False
 
 
-_FROM_COPY = ("When the local file is gone (dropped by emergency cleanup, or a record rebuilt by import_backups), "
+_FROM_COPY = ("A snapshot (incremental backup) is exported while it streams as an ordinary .tar.gz "
+              "(`<filename>.tar.gz`). When the local file is gone (dropped by emergency cleanup, or a record rebuilt by import_backups), "
               "the backup is served from a verified off-site copy: a redirect to a signed URL valid 5 minutes for "
               "S3, the bytes streamed through for a folder or SFTP target.")
 
@@ -300,6 +301,8 @@ def _download(request, record: BackupRecord):
 
     if record.status not in (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED):
         raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The backup file is not there")
+    if record.is_snapshot:
+        return _snapshot_download(request, record)
     if storage.file_visible_here(record):
         audit(actor=request.user, action="backup.download", obj=record, request=request)
         return FileResponse(open(storage.absolute_path(record.storage_path), "rb"), as_attachment=True,
@@ -322,6 +325,19 @@ def _download(request, record: BackupRecord):
     response = StreamingHttpResponse(stream, content_type="application/octet-stream")
     response["Content-Length"] = str(stream.size)
     response["Content-Disposition"] = content_disposition_header(True, record.filename)
+    return response
+
+
+def _snapshot_download(request, record: BackupRecord):
+    """A snapshot (issue #14) exported as an ordinary .tar.gz while it streams."""
+    from mcsite.audit import audit
+
+    if copy_source.source_for(record) is None:
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, copy_source.no_download_reason(record))
+    chunks = snapshots.export_chunks(record)
+    audit(actor=request.user, action="backup.download", obj=record, request=request, detail={"export": "tar.gz"})
+    response = StreamingHttpResponse(chunks, content_type="application/gzip")
+    response["Content-Disposition"] = content_disposition_header(True, f"{record.filename}.tar.gz")
     return response
 
 

@@ -126,6 +126,10 @@ class LocalStore:
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
                       if p.is_file() and not p.name.startswith(".tmp-"))
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """{name: bytes} of every file under ``prefix`` (one listing)."""
+        return {name: self._path(name).stat().st_size for name in self.list(prefix)}
+
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
@@ -211,6 +215,10 @@ class Repository:
         """In an index (marked for deletion or not): readable."""
         return blob_id in self._index
 
+    def pack_of(self, blob_id: bytes) -> str | None:
+        found = self._index.get(blob_id)
+        return found[0] if found else None
+
     def has_blob(self, blob_id: bytes) -> bool:
         """Known in a pack that prune has not marked for deletion."""
         found = self._index.get(blob_id)
@@ -219,20 +227,23 @@ class Repository:
     # --- writing a snapshot ----------------------------------------------------------
 
     def backup(self, folder, *, exclude=(), parent: str | None = None, force_read: bool = False,
-               now: dt.datetime | None = None) -> tuple[str, SnapshotStats]:
+               now: dt.datetime | None = None, progress=None) -> tuple[str, SnapshotStats]:
         """Takes a snapshot of ``folder``; returns (snapshot id, stats). A
         lock file says a backup is running (prune deletes no pack meanwhile);
-        blobs of packs prune marked are stored again, never reused."""
+        blobs of packs prune marked are stored again, never reused.
+        ``progress(bytes_done)`` hears the bytes of the folder's files
+        covered so far (read, or taken unread from the parent)."""
         lock = f"locks/{secrets.token_hex(8)}"
         self.store.put(lock, json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
                                          "time": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
         try:
             self.load_index()  # what prune did since this repository was opened
-            return self._backup(folder, exclude=exclude, parent=parent, force_read=force_read, now=now)
+            return self._backup(folder, exclude=exclude, parent=parent, force_read=force_read, now=now,
+                                progress=progress)
         finally:
             self.store.delete(lock)
 
-    def _backup(self, folder, *, exclude, parent, force_read, now) -> tuple[str, SnapshotStats]:
+    def _backup(self, folder, *, exclude, parent, force_read, now, progress) -> tuple[str, SnapshotStats]:
         parent_files = {} if parent is None or force_read else \
             {f["path"]: f for f in self.snapshot(parent)["files"] if f["type"] == "file"}
         stats = SnapshotStats()
@@ -271,6 +282,8 @@ class Repository:
             stats.files += 1
             stats.bytes += st.st_size
             files.append(record)
+            if progress is not None:
+                progress(stats.bytes)
         if writer.entries:
             stats.bytes_new += self._flush(writer, new_packs)
         if new_packs:  # every new blob is indexed before the snapshot that needs it exists
@@ -297,6 +310,11 @@ class Repository:
 
     # --- reading -------------------------------------------------------------------------
 
+    def stored_bytes(self) -> int:
+        """Bytes of the repository's packs (those prune marked for deletion excluded)."""
+        return sum(size for name, size in self.store.sizes("data").items()
+                   if name.rsplit("/", 1)[1] not in self.marked)
+
     def snapshots(self) -> list[str]:
         return [name.rsplit("/", 1)[1] for name in self.store.list("snapshots")]
 
@@ -321,12 +339,13 @@ class Repository:
         cache[pack_id] = data  # most recently used last
         return read_blob(self.key, bytes_reader(data), entry)
 
-    def restore(self, snapshot_id: str, target, *, only=None) -> int:
+    def restore(self, snapshot_id: str, target, *, only=None, progress=None) -> int:
         """Writes the snapshot into ``target`` (a new or empty folder); the
         number of files. Each file is checked blob by blob as it is read.
         ``only``: paths (a dimension's folder, ``world/playerdata``, one file)
         — just those and what lies inside them; a path the snapshot does not
-        hold is a RepositoryError before anything is written."""
+        hold is a RepositoryError before anything is written.
+        ``progress(bytes_written)`` hears each file's end."""
         target = Path(target)
         document = self.snapshot(snapshot_id)
         items = document["files"]
@@ -343,7 +362,7 @@ class Repository:
                        for i in range(1, item["path"].count("/") + 1)}
             items = [item for item in document["files"] if item["path"] in parents and item["type"] == "dir"] + items
         target.mkdir(parents=True, exist_ok=True)
-        count = 0
+        count = written = 0
         cache: dict = {}
         document = {"files": items}
         for item in items:
@@ -363,6 +382,9 @@ class Repository:
                 os.chmod(path, item["mode"])
                 os.utime(path, ns=(item["mtime_ns"], item["mtime_ns"]))
                 count += 1
+                written += item["size"]
+                if progress is not None:
+                    progress(written)
         for item in reversed(document["files"]):  # directories' times after their contents
             if item["type"] == "dir":
                 os.chmod(target / item["path"], item["mode"])

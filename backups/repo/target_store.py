@@ -67,6 +67,10 @@ class TargetStore:
         start = self._name(prefix.rstrip("/") + "/")
         return [entry.name[len(self.folder):] for entry in self.target.list(start)]
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        start = self._name(prefix.rstrip("/") + "/")
+        return {entry.name[len(self.folder):]: entry.size for entry in self.target.list(start)}
+
     def exists(self, name: str) -> bool:
         return self.target.exists(self._name(name))
 

@@ -8,7 +8,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.models import BackupRecord, BackupSettings
 from backups.offsite import OffsiteError
 from backups.services import config as config_service
-from backups.services import copy_source, files, lifecycle
+from backups.services import copy_source, files, lifecycle, snapshots
 from backups.services.contents import contents_store
 from backups.services.offsite import copies_schedule_delete
 from mcsite.audit import audit
@@ -58,15 +58,18 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
                    check_world=settings_row.verify_world, progress=progress)
     options["restore_test"] = settings_row.restore_test if restore_test is None else restore_test
     while True:
-        source = _require_source(record)
-        if source.is_local:
+        read_from = _require_source(record)
+        if read_from.snapshot:  # issue #14: every blob read and authenticated, the world validated as it streams
+            report = snapshots.snapshot_verify(record, check_world=settings_row.verify_world)
+            break
+        if read_from.is_local:
             report = engine.verify_backup(storage.absolute_path(record.storage_path), **options)
             break
-        report, retired = _verify_copy(record, source.copy, options)
+        report, retired = _verify_copy(record, read_from.copy, options)
         if not retired or not copy_source.verified_copies(record):
             break
     fields = lifecycle.verification_fields(report, keep_world_of=record)
-    fields["verification"]["source"] = source.describe()
+    fields["verification"]["source"] = read_from.describe()
     BackupRecord.objects.filter(pk=record.pk).update(**fields)
     contents_store(record=record, report=report)  # "Verify again" fills the list of older backups
     record.refresh_from_db()

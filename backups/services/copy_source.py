@@ -39,12 +39,16 @@ class Source:
 
     record: BackupRecord
     copy: OffsiteCopy | None = None
+    snapshot: bool = False  # a snapshot in the server's repository (issue #14)
 
     @property
     def is_local(self) -> bool:
         return self.copy is None
 
     def describe(self) -> dict:
+        if self.snapshot:
+            row = self.record.repository
+            return {"kind": "repository", "target": row.target.name if row.target_id else None}
         if self.copy is None:
             return {"kind": "local"}
         return {"kind": "copy", "target": self.copy.target.name, "target_kind": self.copy.target.kind,
@@ -74,8 +78,25 @@ def local_file(record: BackupRecord) -> bool:
         BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED)
 
 
+def snapshot_readable(record: BackupRecord) -> bool:
+    """A snapshot whose repository can be read where the work happens: on a
+    storage target (anywhere), or on the backup root of its node (there)."""
+    row = record.repository
+    if row.target_id is not None:
+        return True
+    node = row.node or storage.node_of(record)
+    if node == settings.MCSITE_NODE:
+        from backups.services.snapshots import repository_present
+
+        return repository_present(row)
+    return record.server_id is None or record.server.node == node
+
+
 def source_for(record: BackupRecord) -> Source | None:
-    """The local file if present, else the best verified copy, else None."""
+    """The local file if present, else the best verified copy, else None.
+    A snapshot: its repository."""
+    if record.is_snapshot:
+        return Source(record, snapshot=True) if snapshot_readable(record) else None
     if local_file(record):
         return Source(record)
     copies = verified_copies(record)
@@ -85,6 +106,9 @@ def source_for(record: BackupRecord) -> Source | None:
 def no_download_reason(record: BackupRecord) -> str:
     """Why a backup without a verified copy cannot be downloaded from here."""
     node = storage.node_of(record)
+    if record.is_snapshot and record.repository.target_id is None and node != settings.MCSITE_NODE:
+        return (f"This snapshot's repository is on game host {node}, which this web server cannot read. "
+                "Put the repository of an incremental server on a storage target to download from here.")
     if record.storage_path and record.local_removed_at is None and node != settings.MCSITE_NODE:
         return (f"The backup file is on game host {node}, which this web server cannot read, and it has no "
                 "verified off-site copy. Add a storage target (Admin → Storage targets) so that backups are "
@@ -144,6 +168,10 @@ def extract(source: Source, target_dir, *, keyring, progress=None, on_staging=No
     record). A copy whose bytes differ is marked failed, logged and alerted,
     and the error raised is BACKUP_CORRUPTED."""
     record = source.record
+    if source.snapshot:
+        from backups.services.snapshots import extract_to_staging
+
+        return extract_to_staging(record, target_dir, progress=progress, on_staging=on_staging, only=only)
     if source.is_local:
         return engine.extract_to_staging(storage.absolute_path(record.storage_path), target_dir, keyring=keyring,
                                          progress=progress, on_staging=on_staging, only=only)

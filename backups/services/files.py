@@ -14,12 +14,27 @@ from backups.services import lifecycle
 logger = logging.getLogger("mcsite.backups")
 
 
+def discard_here(record) -> bool:
+    """The record's file removed, or its snapshot forgotten from its
+    repository (issue #14: the blobs go at the next prune)."""
+    if record.snapshot_id and record.repository_id:
+        from backups.services.snapshots import snapshot_forget
+
+        try:
+            return snapshot_forget(record)
+        except Exception as exc:  # noqa: BLE001 — an unreachable repository keeps the snapshot; logged
+            logger.error("snapshot_forget_failed backup_id=%s error=%s", record.pk, exc)
+            return False
+    return storage.remove_backup_file(record)
+
+
 def remove_on_its_node(record) -> bool:
     """True when removed here; False when there was nothing or it was sent."""
     node = storage.node_of(record)
-    if node == settings.MCSITE_NODE:
-        return storage.remove_backup_file(record)
-    if not record.storage_path:
+    on_target = record.repository_id is not None and record.repository.target_id is not None
+    if node == settings.MCSITE_NODE or (record.snapshot_id and on_target):
+        return discard_here(record)
+    if not record.storage_path and not record.snapshot_id:
         return False
     backup_id = record.pk
 
@@ -40,4 +55,4 @@ def remove_here(*, backup_id: int) -> bool:
     record = BackupRecord.objects.filter(pk=backup_id).first()
     if record is None or not (record.status == BackupRecord.Status.DELETED or record.local_removed_at is not None):
         return False
-    return storage.remove_backup_file(record)
+    return discard_here(record)

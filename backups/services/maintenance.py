@@ -19,7 +19,7 @@ from backups import events, scheduling, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails, server_subject
 from backups.models import (ACTIVE_STATUSES, AlertIncident, BackupRecord, BackupSchedule, BackupSettings,
                             RestoreRequest)
-from backups.services import lifecycle
+from backups.services import files, lifecycle
 from backups.services.lifecycle import stale_cutoff
 from backups.services.offsite import reap_stale_copies
 from backups.services.restore_run import restore_recover
@@ -70,9 +70,9 @@ def reap_stale_runs(*, now=None, node: str | None = None, silent_for: timedelta 
         server = record.server
         events.log_event("backup_failed", server=server, backup=record, code="WORKER_LOST", error=message)
         if server is None:
-            storage.remove_backup_file(record)
+            files.discard_here(record)
             continue
-        if record.storage_path:
+        if record.storage_path or record.snapshot_id:  # the partial file, or a snapshot written but not verified
             on_node(server, "remove_lost_backup_file", backup_id=record.pk)
         if record.trigger != BackupRecord.Trigger.SAFETY:  # a lost backup is a failed backup (SPEC §9)
             alert_open(kind="backup_failed", subject=server_subject(server),
@@ -159,7 +159,7 @@ def run_on_this_node(action: str, *, server_id: int, **kwargs):
 
 def remove_lost_backup_file(server, *, backup_id: int) -> bool:
     record = BackupRecord.objects.filter(pk=backup_id, status=BackupRecord.Status.FAILED).first()
-    return record is not None and storage.remove_backup_file(record)
+    return record is not None and files.discard_here(record)
 
 
 def start_server(server, *, reason: str) -> bool:

@@ -80,8 +80,8 @@ def copies_queue(record: BackupRecord) -> list[OffsiteCopy]:
     """After the backup verified: one pending copy per target of its
     server's policy, each sent to the server's node once committed. Safety
     backups (a restore's rollback point) are not copied."""
-    if record.trigger == BackupRecord.Trigger.SAFETY or record.server_id is None:
-        return []
+    if record.trigger == BackupRecord.Trigger.SAFETY or record.server_id is None or record.snapshot_id:
+        return []  # a snapshot is in its repository, on the storage target the user chose (issue #14)
     if record.status != BackupRecord.Status.SUCCEEDED or not record.verification_passed:
         return []
     created = []

@@ -16,7 +16,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import EngineError
 from backups.models import ACTIVE_STATUSES, BackupRecord, RestoreRequest
 from backups.services import config as config_service
-from backups.services import copy_source, lifecycle, node_actions
+from backups.services import copy_source, lifecycle, node_actions, snapshots
 from backups.services.contents import contents_select
 from backups.services.prechecks import restore_precheck
 from mcsite.audit import audit
@@ -49,7 +49,8 @@ def restore_preview(*, server: Server, backup_filename, keep_excluded: bool = Tr
     _require_key(record)
     parts = contents_select(record=record, paths=paths)
     source = copy_source.source_for(record)
-    contents = _contents(record, local=source.is_local and storage.node_of(record) == settings.MCSITE_NODE)
+    contents = _contents(record, local=source.is_local and not source.snapshot
+                         and storage.node_of(record) == settings.MCSITE_NODE)
     # The folder as it is now, looked at on the server's node (issue #15).
     facts = node_actions.folder_facts(server, paths=[p["path"] for p in parts])
     running = facts["running"]
@@ -137,7 +138,7 @@ def _contents(record: BackupRecord, *, local: bool = True) -> dict:
 def _require_key(record: BackupRecord) -> None:
     """An encrypted backup whose key or password is no longer configured
     cannot be restored: say so before anything is stopped."""
-    if record.encrypted and record.key_fingerprint:
+    if record.encrypted and record.key_fingerprint and not record.is_snapshot:
         known = {spec.fingerprint for spec in config_service.decryption_keyring().specs}
         if record.key_fingerprint not in known:
             raise DomainError(ErrorCode.DECRYPTION_FAILED,
@@ -289,13 +290,25 @@ def require_intact(record: BackupRecord, server: Server) -> None:
     if not source.is_local:
         copy_source.require_copy_present(source.copy)
         return
+    if source.snapshot:
+        try:
+            snapshots.require_intact(record)
+        except DomainError as exc:
+            if exc.code == ErrorCode.BACKUP_CORRUPTED:
+                _corrupt(record, server, "is damaged in its repository")
+            raise
+        return
     sha256, _ = engine.file_digests(storage.absolute_path(record.storage_path))
     if record.sha256 and sha256 != record.sha256:
-        events.log_event("corruption_detected", server=server, backup=record, method="checksum")
-        alert_open(kind="corruption", subject=f"backup:{record.pk}", title=f"Corrupt backup {record.filename}",
-                   body=f"{record.filename} of {server.name} no longer matches its SHA-256; it cannot be restored.",
-                   recipients_extra=owner_emails(server))
+        _corrupt(record, server, "no longer matches its SHA-256")
         raise DomainError(ErrorCode.BACKUP_CORRUPTED, "Backup is corrupted: its checksum no longer matches")
+
+
+def _corrupt(record: BackupRecord, server: Server, why: str) -> None:
+    events.log_event("corruption_detected", server=server, backup=record, method="checksum")
+    alert_open(kind="corruption", subject=f"backup:{record.pk}", title=f"Corrupt backup {record.filename}",
+               body=f"{record.filename} of {server.name} {why}; it cannot be restored.",
+               recipients_extra=owner_emails(server))
 
 
 def _claim_and_queue(*, server, backup, kind, actor, request, source, rollback_of=None, enqueue=True,

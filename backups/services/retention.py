@@ -32,6 +32,7 @@ those a restore is reading.
 deletes what it decides; `retention_preview` says what a policy would
 delete now, before it is saved."""
 
+import logging
 import shutil
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
@@ -45,6 +46,8 @@ from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, Restor
 from backups.services import files, offsite
 from servers import nodes
 from servers.models import Node
+
+logger = logging.getLogger("mcsite.backups")
 
 DEFAULT_RETENTION_DAYS = 30
 EMERGENCY_KEEP = 3
@@ -288,7 +291,24 @@ def retention_apply(*, server, disk_percent: float | None = None, now=None) -> l
                 continue  # only its local file went: its verified off-site copy keeps it (issue #13)
             _delete(decision.record, reason=decision.reason, policy=policy, disk_percent=disk_percent)
             deleted.append(decision.record)
+    if any(record.snapshot_id for record in deleted):
+        _prune_after_commit(server)  # the forgotten snapshots' blobs go (issue #14)
     return deleted
+
+
+def _prune_after_commit(server) -> None:
+    from backups.services import snapshots
+
+    def prune():
+        row = snapshots.repository_of(server)
+        if row is None or not snapshots.where_readable(row):
+            return  # pruned by its node's own sweep
+        try:
+            snapshots.repository_prune(row)
+        except Exception as exc:  # noqa: BLE001 — a failed prune loses nothing; the next one catches up
+            logger.error("repository_prune_failed server_id=%s error=%s", server.pk, exc)
+
+    transaction.on_commit(prune)
 
 
 def retention_preview(*, server, policy: RetentionPolicy | None = None, disk_percent: float | None = None,

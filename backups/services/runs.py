@@ -18,7 +18,7 @@ from backups import engine, events, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails, server_subject
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
 from backups.services import config as config_service
-from backups.services import announce, lifecycle
+from backups.services import announce, files, lifecycle, snapshots
 from backups.services.contents import contents_store
 from backups.services.offsite import copies_queue
 from backups.services.prechecks import backup_precheck, trigger_precheck
@@ -86,6 +86,12 @@ def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupReco
         trigger_precheck(server=server)
     schedule = getattr(server, "backup_schedule", None) if trigger == BackupRecord.Trigger.SCHEDULED else None
     compression, spec = config_service.effective_options(schedule)
+    repository = snapshots.repository_of(server)
+    if repository is not None and repository.active:  # incremental (issue #14): always zstd, always encrypted
+        format_fields = dict(repository=repository, compression="zstd", encrypted=True)
+    else:
+        format_fields = dict(compression=compression, encrypted=spec is not None,
+                             key_fingerprint=spec.fingerprint if spec else "")
     try:
         with transaction.atomic():
             Server.objects.select_for_update().filter(pk=server.pk).first()  # one claimer per server
@@ -94,8 +100,7 @@ def _claim(*, server: Server, trigger: str, actor, precheck: bool) -> BackupReco
             return BackupRecord.objects.create(
                 server=server, owner=server.owner, server_name=server.name, trigger=trigger, node=server.node,
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None,
-                compression=compression, encrypted=spec is not None,
-                key_fingerprint=spec.fingerprint if spec else "", phase="queued",
+                phase="queued", **format_fields,
             )
     except IntegrityError:
         raise DomainError(ErrorCode.BACKUP_IN_PROGRESS) from None
@@ -146,6 +151,9 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
     exclude = () if safety else (server.exclude_patterns or ())
     source_bytes = backup_precheck(server=server, exclude=exclude)
     settings_row = BackupSettings.load()
+    if record.repository_id is not None:
+        return _take_snapshot(record, server, exclude=exclude, source_bytes=source_bytes, settings_row=settings_row,
+                              observer=observer)
     spec = config_service.encryption_spec_for(record, settings_row)
     dest = _destination(record, server)
     # Named before it is written: whoever ends this record can remove its file,
@@ -176,6 +184,35 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
         progress=lifecycle.progress_writer(BackupRecord, record.pk, observer),
     )
     _finish(record, server, result, report, duration=time.monotonic() - started)
+
+
+def _take_snapshot(record: BackupRecord, server: Server, *, exclude, source_bytes: int, settings_row,
+                   observer) -> None:
+    """An incremental backup (issue #14): the same steps as an archive —
+    consistency, progress, verification, record — into the server's
+    repository instead of a new file."""
+    name = snapshots.snapshot_filename(record)
+    BackupRecord.objects.filter(pk=record.pk).update(filename=name, source_bytes=source_bytes,
+                                                     progress_total=source_bytes)
+    record.filename = name
+    progress = lifecycle.progress_writer(BackupRecord, record.pk, observer)
+    moving = lifecycle.checkpoint_once_moving(progress, "backup_mid_archive")
+    started = time.monotonic()
+    guard = nullcontext() if record.trigger == SAFETY else _consistency(record, server, observer)
+    with guard:
+        lifecycle.set_phase(BackupRecord, record.pk, "archiving", observer)
+        result = snapshots.snapshot_take(record, record.repository, server.path, exclude=exclude,
+                                         progress=lambda done: moving(done, max(source_bytes, done)))
+    BackupRecord.objects.filter(pk=record.pk).update(server_stopped_by_backup=False, saves_paused=False,
+                                                     snapshot_id=result.snapshot_id,
+                                                     files_unchanged=result.files_unchanged)
+    record.snapshot_id = result.snapshot_id
+    lifecycle.checkpoint("backup_snapshot_written")
+    lifecycle.set_phase(BackupRecord, record.pk, "verifying", observer, progress_bytes=0,
+                        progress_total=result.total_bytes)
+    report = snapshots.snapshot_verify(record, check_world=settings_row.verify_world)
+    _finish(record, server, result, report, duration=time.monotonic() - started)
+    snapshots.refresh_totals(record.repository)
 
 
 def _consistency(record: BackupRecord, server: Server, observer):
@@ -224,11 +261,11 @@ def _finish(record, server, result, report, *, duration: float) -> None:
         # The reaper ended this run meanwhile (it thought the worker was gone):
         # its verdict stands, so the file must not outlive it unlisted.
         logger.warning("backup_finish_ignored backup_id=%s (no longer running)", record.pk)
-        storage.remove_backup_file(record)
+        files.discard_here(record)
         return
     contents_store(record=record, report=report)  # the file list read back, to browse without decompressing
     if record.status == BackupRecord.Status.FAILED and record.trigger == SAFETY:
-        storage.remove_backup_file(record)  # an unverifiable rollback point is no rollback point
+        files.discard_here(record)  # an unverifiable rollback point is no rollback point
     _report_outcome(record, server)
 
 
@@ -263,8 +300,8 @@ def _report_outcome(record: BackupRecord, server: Server) -> None:
 def _fail(record: BackupRecord, server: Server | None, exc: BaseException) -> None:
     code, message = lifecycle.classify(exc)
     ended = lifecycle.end(record, status=BackupRecord.Status.FAILED, code=code, message=message, locked=False)
-    if record.storage_path and record.status == BackupRecord.Status.FAILED:
-        storage.remove_backup_file(record)  # a failed run keeps no file (the engine removed its partial)
+    if (record.storage_path or record.snapshot_id) and record.status == BackupRecord.Status.FAILED:
+        files.discard_here(record)  # a failed run keeps no file (the engine removed its partial)
     if not ended:
         if record.status == BackupRecord.Status.SUCCEEDED:  # it failed after its record was written
             logger.error("backup_after_success_error backup_id=%s", record.pk, exc_info=exc)

@@ -1,0 +1,436 @@
+"""Incremental backups (issue #14): a server's snapshots in its own
+repository (backups/repo), through the same run lifecycle as archives.
+
+* **Choosing the format**: ``repository_enable`` / ``repository_disable``
+  (the server's "Backup format": archive or incremental). The repository row
+  is made at once (its key-encryption key sealed in the database); the
+  repository itself is written by the first snapshot, on the node that takes
+  it — a web tier never touches a game host's backup root.
+* **Taking** (``snapshot_take``, called by runs._take): the parent is the
+  server's newest snapshot, so unchanged files are not read again; the record
+  is ``snapshot_YYYYMMDD_HHMMSS``, its ``sha256`` the snapshot document's,
+  ``size_bytes`` what it added to the repository.
+* **Verifying** (``snapshot_verify``): backups.repo.verify — the archives'
+  methods and quality score.
+* **Restoring** (``extract_to_staging``): the snapshot (or only the chosen
+  paths) written into a staging folder beside the server folder; the staged
+  restore does the rest as for an archive.
+* **Removing** (``snapshot_forget``) and ``repository_prune`` (two-phase:
+  a backup may run meanwhile).
+* **Export** (``export_chunks``): the snapshot as a .tar.gz stream.
+
+Where a repository is: ``<backup root>/repositories/server-<id>`` on the
+server's node, or ``mcsite-repo/server-<id>-<random>`` on a storage target.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from backups import storage
+from backups.engine.extract import ExtractResult
+from backups.models import BackupRecord, SnapshotRepository, StorageTarget
+from backups.offsite import OffsiteError, open_target
+from backups.repo.crypto import BlobError, RepoKey
+from backups.repo.export import export_tar_gz
+from backups.repo.repository import LocalStore, Repository, RepositoryError
+from backups.repo.target_store import TargetStore
+from backups.repo.verify import verify_snapshot
+from mcsite.audit import audit
+from mcsite.errors import DomainError, ErrorCode
+
+logger = logging.getLogger("mcsite.backups")
+
+LOCAL_FOLDER = "repositories"
+TARGET_FOLDER = "mcsite-repo"
+
+
+# --- choosing the format ---------------------------------------------------------
+
+def backup_format(server) -> str:
+    row = getattr(server, "snapshot_repository", None) if server is not None else None
+    return "incremental" if row is not None and row.active else "archive"
+
+
+def repository_of(server) -> SnapshotRepository | None:
+    return SnapshotRepository.objects.filter(server=server).select_related("target").first()
+
+
+def repository_enable(*, server, target: StorageTarget | None = None, actor=None, request=None,
+                      source: str = "api") -> SnapshotRepository:
+    """The server's backups become snapshots. A server that had a repository
+    gets it back (its snapshots are still there); its place cannot change
+    once it holds snapshots (they would be left behind)."""
+    if target is not None and not target.enabled:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, f"Storage target {target.name} is disabled",
+                          details={"repository_target": ["This storage target is disabled."]})
+    with transaction.atomic():
+        row = SnapshotRepository.objects.select_for_update().filter(server=server).first()
+        if row is not None and row.target_id != (target.pk if target else None):
+            if row.snapshots.filter(status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]).exists():
+                where = row.target.name if row.target else "this game host's backup root"
+                raise DomainError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"This server's repository is on {where} and holds snapshots; it stays there",
+                    details={"repository_target": [f"The repository is on {where} and holds snapshots."]})
+            row.delete()
+            row = None
+        if row is None:
+            row = SnapshotRepository(server=server, server_name=server.name, node=server.node, target=target,
+                                     location=_location(server, target), key_changed_at=timezone.now())
+            row.kek = os.urandom(32)
+        row.active = True
+        row.save()
+        audit(actor=actor, action="server.backup_format", obj=server, request=request, source=source,
+              detail={"format": "incremental", "target": target.name if target else None})
+    return row
+
+
+def repository_disable(*, server, actor=None, request=None, source: str = "api") -> None:
+    """Back to archives; the repository and its snapshots stay, restorable."""
+    changed = SnapshotRepository.objects.filter(server=server, active=True).update(active=False)
+    if changed:
+        audit(actor=actor, action="server.backup_format", obj=server, request=request, source=source,
+              detail={"format": "archive"})
+
+
+def _location(server, target) -> str:
+    if target is None:
+        return f"{LOCAL_FOLDER}/server-{int(server.pk)}"
+    return f"{TARGET_FOLDER}/server-{int(server.pk)}-{secrets.token_hex(4)}"
+
+
+# --- opening -------------------------------------------------------------------------
+
+def where_readable(row: SnapshotRepository) -> bool:
+    """This process can read the repository: it is on a storage target, or
+    on this node's own backup root."""
+    return row.target_id is not None or (row.node or settings.MCSITE_NODE) == settings.MCSITE_NODE
+
+
+def repository_present(row: SnapshotRepository) -> bool:
+    """A local repository's config is on this node's backup root."""
+    try:
+        return (storage.backup_root() / row.location / "config").is_file()
+    except OSError:
+        return False
+
+
+@contextmanager
+def opened(row: SnapshotRepository, *, create: bool = False):
+    """The Repository of ``row``; ``create`` writes it when it is not there
+    yet (the first snapshot). Store and target errors become DomainErrors."""
+    target = None
+    try:
+        if row.target_id is None:
+            folder = (storage.backup_root() / row.location).resolve()
+            if not folder.is_relative_to(storage.backup_root()):
+                raise DomainError(ErrorCode.INTERNAL_ERROR, "repository path leaves the backup root")
+            if not create and not (folder / "config").is_file():
+                raise DomainError(ErrorCode.BACKUP_NOT_FOUND,
+                                  "The repository is not on this game host's backup root")
+            store = LocalStore(folder)
+        else:
+            target = open_target(row.target.config())
+            store = TargetStore(target, row.location)
+        try:
+            if create and not store.exists("config"):
+                repo = Repository.init(store, RepoKey.generate())
+                repo.add_key(row.kek)
+                uid = _config_id(store)
+                SnapshotRepository.objects.filter(pk=row.pk).update(repo_uid=uid)
+                row.repo_uid = uid
+            else:
+                repo = Repository.open_with(store, row.kek)
+        except RepositoryError as exc:
+            raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"The repository does not open: {exc}") from None
+        yield repo
+    except OffsiteError as exc:
+        where = row.target.name if row.target_id else "the backup root"
+        raise DomainError(ErrorCode.IO_ERROR, f"Could not reach the repository on {where}: {exc.code}: {exc.message}") \
+            from None
+    finally:
+        if target is not None:
+            target.close()
+
+
+def _config_id(store) -> str:
+    import json
+
+    return json.loads(store.get("config")).get("id", "")
+
+
+# --- taking -----------------------------------------------------------------------
+
+@dataclass
+class SnapshotResult:
+    """What runs._finish reads of a backup's result (as engine.ArchiveResult)."""
+
+    snapshot_id: str
+    size_bytes: int  # added to the repository
+    total_bytes: int
+    file_count: int
+    files_unchanged: int
+    sha256: str = ""
+    md5: str = ""
+    notes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.sha256 = self.snapshot_id
+
+    def warnings(self) -> list:
+        return list(self.notes)
+
+
+def snapshot_filename(record: BackupRecord) -> str:
+    """snapshot_YYYYMMDD_HHMMSS (UTC), unique per server."""
+    stamp = (record.started_at or timezone.now()).astimezone(dt_timezone.utc).strftime("%Y%m%d_%H%M%S")
+    tag = "_safety" if record.trigger == BackupRecord.Trigger.SAFETY else ""
+    taken = set(BackupRecord.objects.filter(server_id=record.server_id).exclude(pk=record.pk)
+                .values_list("filename", flat=True))
+    for n in range(1000):
+        name = f"snapshot_{stamp}{tag}{'' if n == 0 else f'_{n}'}"
+        if name not in taken:
+            return name
+    raise DomainError(ErrorCode.INTERNAL_ERROR, "Could not find a free snapshot name")
+
+
+def parent_of(row: SnapshotRepository) -> str | None:
+    """The newest snapshot of the repository that succeeded: the speed path's parent."""
+    return (BackupRecord.objects.filter(repository=row, status=BackupRecord.Status.SUCCEEDED)
+            .exclude(snapshot_id="").order_by("-created_at", "-id").values_list("snapshot_id", flat=True).first())
+
+
+def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, exclude=(), progress=None,
+                  force_read: bool = False) -> SnapshotResult:
+    parent = None if force_read else parent_of(row)
+    with opened(row, create=True) as repo:
+        if parent is not None and parent not in set(repo.snapshots()):
+            parent = None  # forgotten meanwhile: read everything
+        try:
+            snapshot_id, stats = repo.backup(folder, exclude=exclude, parent=parent, progress=progress)
+        except BlobError as exc:
+            raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"The parent snapshot does not read: {exc}") from None
+        stored = repo.stored_bytes()
+    SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored)
+    return SnapshotResult(snapshot_id=snapshot_id, size_bytes=stats.bytes_new, total_bytes=stats.bytes,
+                          file_count=stats.files, files_unchanged=stats.files_unchanged)
+
+
+def refresh_totals(row: SnapshotRepository) -> None:
+    """The repository's world bytes (sum over its kept snapshots) for the dedup ratio."""
+    logical = (BackupRecord.objects.filter(repository=row, status=BackupRecord.Status.SUCCEEDED)
+               .exclude(snapshot_id="").aggregate(total=Sum("source_bytes"))["total"]) or 0
+    SnapshotRepository.objects.filter(pk=row.pk).update(logical_bytes=logical)
+
+
+# --- verifying --------------------------------------------------------------------
+
+def snapshot_verify(record: BackupRecord, *, check_world: bool = True, sample: float | None = None):
+    with opened(record.repository) as repo:
+        return verify_snapshot(repo, record.snapshot_id, check_world=check_world, sample=sample)
+
+
+# --- restoring -----------------------------------------------------------------------
+
+def require_intact(record: BackupRecord) -> None:
+    """Before a restore stops anything: the snapshot is in its repository,
+    its document still hashes to its id and every blob it needs is indexed
+    in a pack that is there. (Each blob is authenticated as it is written.)"""
+    import hashlib
+    import json
+
+    with opened(record.repository) as repo:
+        try:
+            document = repo.snapshot(record.snapshot_id)
+        except (RepositoryError, BlobError) as exc:
+            raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"Backup is corrupted: the snapshot does not read ({exc})") \
+                from None
+        if hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest() != record.snapshot_id:
+            raise DomainError(ErrorCode.BACKUP_CORRUPTED, "Backup is corrupted: the snapshot's checksum no longer matches")
+        present = {name.rsplit("/", 1)[1] for name in repo.store.list("data")}
+        for item in document["files"]:
+            for blob_hex in item.get("blobs", ()):
+                pack = repo.pack_of(bytes.fromhex(blob_hex))
+                if pack is None or pack not in present:
+                    raise DomainError(ErrorCode.BACKUP_CORRUPTED,
+                                      f"Backup is corrupted: {item['path']} needs data that is missing")
+
+
+def extract_to_staging(record: BackupRecord, target_dir, *, progress=None, on_staging=None,
+                       only=None) -> ExtractResult:
+    """The snapshot (or ``only`` its chosen paths) written into a new staging
+    folder beside ``target_dir``, every blob authenticated as it is written;
+    the folder is removed on any failure."""
+    import shutil
+
+    started = time.monotonic()
+    target = os.path.abspath(os.fspath(target_dir))
+    parent, base = os.path.split(target)
+    if not os.path.isdir(parent):
+        raise DomainError(ErrorCode.SERVER_DIRECTORY_NOT_FOUND, "Folder for the restore not found")
+    with opened(record.repository) as repo:
+        staging = tempfile.mkdtemp(prefix=f".{base}.restore-", dir=parent)
+        try:
+            if on_staging is not None:
+                on_staging(staging)
+            try:
+                count = repo.restore(record.snapshot_id, staging, only=only or None,
+                                     progress=_progress_of(progress, record.source_bytes or 0))
+            except RepositoryError as exc:
+                if "not in this snapshot" in str(exc):
+                    raise DomainError(ErrorCode.VALIDATION_ERROR, f"Not in this backup: {str(exc).split(': ', 1)[1]}",
+                                      details={"paths": [str(exc)]}) from None
+                raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"Backup is corrupted: {exc}") from None
+            except BlobError as exc:
+                raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"Backup is corrupted: {exc}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    total = dirs = links = 0
+    for root, folders, names in os.walk(staging):
+        dirs += len(folders)
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                links += 1
+            else:
+                total += os.path.getsize(path)
+    return ExtractResult(staging_dir=staging, file_count=count, total_bytes=total, symlink_count=links,
+                         directory_count=dirs, manifest_checked=True, compression="zstd", encrypted=True,
+                         duration_seconds=round(time.monotonic() - started, 3))
+
+
+def _progress_of(progress, total: int):
+    if progress is None:
+        return None
+    return lambda done: progress(done, max(total, done))
+
+
+# --- removing ------------------------------------------------------------------------
+
+def snapshot_forget(record: BackupRecord) -> bool:
+    """Removes the snapshot from its repository (its blobs go at the next
+    prunes). True when done here; False when the repository is on another
+    game host (its node does it: files.remove_on_its_node)."""
+    row = record.repository
+    if row is None or not record.snapshot_id:
+        return False
+    try:
+        with opened(row) as repo:
+            repo.forget([record.snapshot_id])
+    except DomainError as exc:
+        if exc.code == ErrorCode.BACKUP_NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def repository_prune(row: SnapshotRepository) -> dict:
+    """Two-phase prune (backups/repo/repository.py): packs no snapshot uses
+    are marked now and deleted by a later prune while no backup runs."""
+    with opened(row) as repo:
+        result = repo.prune()
+        stored = repo.stored_bytes()
+    SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored, pruned_at=timezone.now())
+    refresh_totals(row)
+    logger.info("repository_pruned repository_id=%s %s", row.pk, result)
+    return result
+
+
+# --- export ---------------------------------------------------------------------------
+
+class _QueueWriter:
+    """A write-only file object handing 1 MiB pieces to a bounded queue."""
+
+    PIECE = 1024 * 1024
+
+    def __init__(self, out: queue.Queue):
+        self.out = out
+        self.buffer = bytearray()
+        self.cancelled = threading.Event()
+
+    def write(self, data) -> int:
+        if self.cancelled.is_set():
+            raise BrokenPipeError("the download was closed")
+        self.buffer += data
+        while len(self.buffer) >= self.PIECE:
+            self.out.put(bytes(self.buffer[:self.PIECE]))
+            del self.buffer[:self.PIECE]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.buffer:
+            self.out.put(bytes(self.buffer))
+            self.buffer.clear()
+
+
+def export_chunks(record: BackupRecord):
+    """The snapshot as a .tar.gz, as an iterator of byte pieces for a
+    streamed download. The repository is opened first (an error here is an
+    error response); the archive is written by a thread into a bounded queue
+    (at most 4 MiB ahead of the client)."""
+    row = record.repository
+    opener = opened(row)
+    repo = opener.__enter__()
+    if record.snapshot_id not in set(repo.snapshots()):
+        opener.__exit__(None, None, None)
+        raise DomainError(ErrorCode.BACKUP_NOT_FOUND, "The snapshot is not in its repository")
+    pieces: queue.Queue = queue.Queue(maxsize=4)
+    writer = _QueueWriter(pieces)
+    done = object()
+
+    def produce():
+        try:
+            export_tar_gz(repo, record.snapshot_id, writer)
+            writer.close()
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # noqa: BLE001 — the response has started: the client sees a short download
+            logger.warning("snapshot_export_failed backup_id=%s error=%s", record.pk, exc)
+        finally:
+            _put_unless_cancelled(pieces, writer, done)
+
+    thread = threading.Thread(target=produce, name=f"export-{record.pk}", daemon=True)
+    thread.start()
+
+    def chunks():
+        try:
+            while (piece := pieces.get()) is not done:
+                yield piece
+        finally:
+            writer.cancelled.set()
+            while thread.is_alive():  # let a blocked writer see the cancel
+                try:
+                    pieces.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            opener.__exit__(None, None, None)
+
+    return chunks()
+
+
+def _put_unless_cancelled(pieces: queue.Queue, writer: _QueueWriter, item) -> None:
+    while not writer.cancelled.is_set():
+        try:
+            pieces.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue

@@ -1,0 +1,251 @@
+"""Incremental backups through the whole site (issue #14): a server switched
+to incremental gets snapshots in its own repository — through the same run,
+verification, restore (whole, one dimension), rollback, retention and
+download as archives."""
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from backups.models import BackupRecord, RestoreRequest, SnapshotRepository
+from backups.services import restores, retention, snapshots
+from backups.services.actions import backup_verify
+from backups.services.restore_run import restore_run
+from mcsite.errors import DomainError, ErrorCode
+
+pytestmark = pytest.mark.django_db
+
+
+def tree(folder: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and not path.is_symlink():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.is_dir():
+            out[rel] = "dir"
+    return out
+
+
+def under(snapshot: dict, prefix: str) -> dict:
+    return {k: v for k, v in snapshot.items() if k == prefix or k.startswith(prefix + "/")}
+
+
+def outside(snapshot: dict, prefix: str) -> dict:
+    return {k: v for k, v in snapshot.items() if not (k == prefix or k.startswith(prefix + "/"))}
+
+
+@pytest.fixture
+def incremental(alice, make_server):
+    server = make_server(alice)
+    snapshots.repository_enable(server=server, actor=alice)
+    server.refresh_from_db()
+    return server
+
+
+def restore(server, record, paths=None):
+    row = restores.restore_request(server=server, backup_filename=record.filename, actor=server.owner,
+                                   enqueue=False, paths=paths)
+    restore_run(restore_id=row.pk)
+    row.refresh_from_db()
+    return row
+
+
+def test_a_snapshot_is_a_verified_backup_named_and_checksummed_as_the_issue_says(incremental, take_backup, settings):
+    record = take_backup(incremental)
+    assert record.filename.startswith("snapshot_") and len(record.filename) == len("snapshot_20260101_120000")
+    assert record.storage_path == "" and record.is_snapshot
+    assert record.sha256 == record.snapshot_id and len(record.sha256) == 64
+    assert record.verification_passed and record.quality_score == 100
+    assert record.verification["methods"]["world_validation"]["ok"]
+    assert record.world_name and record.minecraft_version == "1.14.4"
+    assert record.encrypted and record.compression == "zstd"
+    assert record.size_bytes > 0 and record.source_bytes > 0
+    repo = SnapshotRepository.objects.get(server=incremental)
+    assert repo.repo_uid and repo.stored_bytes == pytest.approx(record.size_bytes, rel=0.05)
+    folder = Path(settings.MCSITE_BACKUP_ROOT) / repo.location
+    assert (folder / "config").is_file() and list((folder / "snapshots").iterdir())
+    # The repository opens with the sealed key alone (no database needed beyond it), and every blob is sealed:
+    world_bytes = (incremental.path / "world" / "level.dat").read_bytes()
+    for pack in (folder / "data").rglob("*"):
+        if pack.is_file():
+            assert world_bytes[:64] not in pack.read_bytes()
+
+
+def test_an_unchanged_world_adds_almost_nothing_and_is_not_read_again(incremental, take_backup):
+    first = take_backup(incremental)
+    second = take_backup(incremental)
+    assert second.files_unchanged == second.file_count == first.file_count
+    assert second.size_bytes < first.source_bytes * 0.01
+    assert second.verification_passed
+    repo = SnapshotRepository.objects.get(server=incremental)
+    assert repo.logical_bytes == first.source_bytes + second.source_bytes
+    assert repo.dedup_ratio >= 1.9
+
+
+def test_restore_of_last_tuesdays_snapshot_is_byte_for_byte_with_a_safety_snapshot_and_rollback(
+        incremental, take_backup):
+    tuesday = tree(incremental.path)
+    record = take_backup(incremental)
+    region = sorted((incremental.path / "world" / "region").glob("*.mca"))[0]
+    region.write_bytes(region.read_bytes()[:8192] + b"griefed")
+    (incremental.path / "notes.txt").write_text("after tuesday")
+    played = tree(incremental.path)
+
+    row = restore(incremental, record)
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    assert tree(incremental.path) == tuesday
+    safety = row.safety_backup
+    assert safety.is_snapshot and safety.filename.startswith("snapshot_") and safety.filename.endswith("_safety")
+
+    back = restores.restore_rollback(restore=row, actor=incremental.owner, enqueue=False)
+    restore_run(restore_id=back.pk)
+    back.refresh_from_db()
+    assert back.status == "succeeded", (back.error_code, back.error_message)
+    assert tree(incremental.path) == played
+
+
+def test_only_the_nether_comes_back_from_a_snapshot(incremental, take_backup):
+    at_backup = tree(incremental.path)
+    record = take_backup(incremental)
+    nether = sorted((incremental.path / "world" / "DIM-1" / "region").glob("*.mca"))
+    nether[0].write_bytes(b"griefed nether")
+    overworld = sorted((incremental.path / "world" / "region").glob("*.mca"))[0]
+    overworld.write_bytes(overworld.read_bytes()[:4096] + b"a day of building")
+    before = tree(incremental.path)
+
+    row = restore(incremental, record, paths=["world/DIM-1"])
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    after = tree(incremental.path)
+    assert under(after, "world/DIM-1") == under(at_backup, "world/DIM-1")
+    assert outside(after, "world/DIM-1") == outside(before, "world/DIM-1")
+
+
+def test_a_path_the_snapshot_does_not_hold_is_refused_before_anything_runs(incremental, take_backup):
+    record = take_backup(incremental)
+    with pytest.raises(DomainError) as caught:
+        restores.restore_request(server=incremental, backup_filename=record.filename, actor=incremental.owner,
+                                 enqueue=False, paths=["world/DIM42"])
+    assert caught.value.code == ErrorCode.VALIDATION_ERROR
+    assert not RestoreRequest.objects.exists()
+
+
+def _damage_a_pack(settings, server) -> None:
+    repo = SnapshotRepository.objects.get(server=server)
+    packs = sorted(p for p in (Path(settings.MCSITE_BACKUP_ROOT) / repo.location / "data").rglob("*") if p.is_file())
+    for pack in packs:
+        data = bytearray(pack.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        pack.write_bytes(bytes(data))
+
+
+def test_a_damaged_pack_fails_verification_and_the_restore_leaves_the_folder_untouched(
+        incremental, take_backup, settings):
+    record = take_backup(incremental)
+    (incremental.path / "notes.txt").write_text("current")
+    before = tree(incremental.path)
+    _damage_a_pack(settings, incremental)
+
+    report_record = backup_verify(record=record, actor=incremental.owner)
+    assert not report_record.verification_passed
+    errors = report_record.verification["methods"]["archive_integrity"]["errors"]
+    assert errors and any("world/" in e for e in errors)
+
+    row = restore(incremental, record)
+    assert row.status == "failed" and row.error_code == "BACKUP_CORRUPTED"
+    assert tree(incremental.path) == before
+
+
+def test_a_deleted_pack_is_refused_before_the_server_is_touched(incremental, take_backup, settings):
+    record = take_backup(incremental)
+    repo = SnapshotRepository.objects.get(server=incremental)
+    for pack in (Path(settings.MCSITE_BACKUP_ROOT) / repo.location / "data").rglob("*"):
+        if pack.is_file():
+            pack.unlink()
+    with pytest.raises(DomainError) as caught:
+        restores.restore_request(server=incremental, backup_filename=record.filename, actor=incremental.owner,
+                                 enqueue=False)
+    assert caught.value.code == ErrorCode.BACKUP_CORRUPTED
+
+
+def test_retention_forgets_old_snapshots_prunes_their_data_and_the_rest_still_restore(
+        incremental, take_backup, django_capture_on_commit_callbacks):
+    schedule_retention(incremental, keep_last=1)
+    (incremental.path / "old-map.bin").write_bytes(os.urandom(3_000_000))  # data only the first snapshot has
+    first = take_backup(incremental)
+    BackupRecord.objects.filter(pk=first.pk).update(created_at=timezone.now() - dt.timedelta(days=40))  # past 30 days
+    stored_with_both = SnapshotRepository.objects.get(server=incremental).stored_bytes
+    (incremental.path / "old-map.bin").unlink()
+    with django_capture_on_commit_callbacks(execute=True):
+        second = take_backup(incremental)
+    first.refresh_from_db()
+    assert first.status == "deleted"
+    repo = SnapshotRepository.objects.get(server=incremental)
+    with snapshots.opened(repo) as opened_repo:
+        assert opened_repo.snapshots() == [second.snapshot_id]
+    assert repo.pruned_at is not None
+    assert repo.stored_bytes < stored_with_both - 2_900_000  # the old map's data is let go
+    assert repo.logical_bytes == second.source_bytes
+    world = tree(incremental.path)
+    (incremental.path / "notes.txt").write_text("later")
+    row = restore(incremental, second)
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    assert tree(incremental.path) == world
+
+
+def schedule_retention(server, **rules):
+    from backups.models import BackupSchedule
+
+    BackupSchedule.objects.update_or_create(server=server, defaults={"enabled": False, "schedule_time": dt.time(3, 0),
+                                                                     **rules})
+    server.refresh_from_db()
+
+
+def test_switching_back_to_archives_keeps_the_snapshots_restorable(incremental, take_backup):
+    snapshot = take_backup(incremental)
+    snapshots.repository_disable(server=incremental, actor=incremental.owner)
+    incremental.refresh_from_db()
+    archive = take_backup(incremental)
+    assert not archive.is_snapshot and archive.filename.startswith("server_backup_") and archive.storage_path
+    world = tree(incremental.path)
+    (incremental.path / "notes.txt").write_text("later")
+    row = restore(incremental, snapshot)
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    assert tree(incremental.path) == world
+
+
+def test_the_download_of_a_snapshot_is_an_ordinary_tar_gz_of_the_world(incremental, take_backup, alice_api):
+    record = take_backup(incremental)
+    response = alice_api.get(f"/api/backups/{incremental.pk}/backups/{record.pk}/download")
+    assert response.status_code == 200, response.content
+    assert response["Content-Disposition"].endswith(f'{record.filename}.tar.gz"')
+    data = b"".join(response.streaming_content)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        got = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers() if m.isfile()}
+    want = {k: v for k, v in tree(incremental.path).items() if v != "dir"}
+    assert got == want
+
+
+def test_the_repository_on_a_storage_target(alice, make_server, take_backup, tmp_path):
+    from backups.services.targets import target_save
+
+    (tmp_path / "nas").mkdir()
+    target = target_save(kind="local", name="nas", settings={"path": str(tmp_path / "nas")}, actor=None)
+    server = make_server(alice)
+    snapshots.repository_enable(server=server, target=target, actor=alice)
+    server.refresh_from_db()
+    world = tree(server.path)
+    record = take_backup(server)
+    assert list((tmp_path / "nas").rglob("config"))
+    (server.path / "notes.txt").write_text("later")
+    row = restore(server, record)
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    assert tree(server.path) == world
+    assert BackupRecord.objects.filter(server=server, copies__isnull=False).count() == 0  # no off-site copy of a snapshot
