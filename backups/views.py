@@ -18,9 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors
 from backups.forms import ScheduleForm
-from backups.models import BackupRecord, BackupSettings, OffsiteCopy, RestoreRequest
+from backups.models import BackupRecord, BackupSettings, OffsiteCopy, RestoreRequest, StorageTarget
 from backups.progress_display import backup_progress, restore_progress, restore_step_labels
-from backups.services import actions, restores, retention, schedules
+from backups.services import actions, restores, retention, schedules, snapshots
 from backups.services.runs import backup_trigger
 from mcsite.errors import DomainError
 from servers.selectors import server_status
@@ -120,7 +120,39 @@ def _page_context(request, server, schedule_form=None) -> dict:
                    "success": metrics[f"success_rate_{key}"], "verified": metrics[f"verification_rate_{key}"]}
                   for key, label in (("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days"))],
         "disk": status["disk_usage"],
+        **_format_context(request, server),
     }
+
+
+def _format_context(request, server) -> dict:
+    row = snapshots.repository_of(server)
+    return {
+        "backup_format": "incremental" if row is not None and row.active else "archive",
+        "repository": row,
+        "repository_snapshots": row.snapshots.filter(status=BackupRecord.Status.SUCCEEDED).exclude(
+            snapshot_id="").count() if row else 0,
+        "repository_saved": max(0, row.logical_bytes - row.stored_bytes) if row else 0,
+        "storage_targets": StorageTarget.objects.filter(enabled=True) if request.user.is_superuser else [],
+    }
+
+
+@login_required
+@require_POST
+def backup_format(request, server_id):
+    """Archive or incremental (issue #14)."""
+    server = visible_server(request, server_id)
+    try:
+        snapshots.backup_format_set(server=server, backup_format=request.POST.get("format", ""),
+                                    target_name=request.POST.get("repository_target") or None, actor=request.user,
+                                    request=request, source="web")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _back(server, "#format")
+    if request.POST.get("format") == "incremental":
+        messages.success(request, "Backups of this server are now incremental snapshots, from the next backup on.")
+    else:
+        messages.success(request, "Backups of this server are archives again. Its snapshots stay restorable.")
+    return _back(server, "#format")
 
 
 @login_required

@@ -25,6 +25,7 @@ urlpatterns = [
     re_path(rf"^backup/{S}/?$", backup_views.backup_page, name="server-backups"),
     re_path(rf"^backup/{S}/schedule/?$", backup_views.schedule_save, name="backup-schedule"),
     re_path(rf"^backup/{S}/trigger/?$", backup_views.backup_now, name="backup-now"),
+    re_path(rf"^backup/{S}/format/?$", backup_views.backup_format, name="backup-format"),
     re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/progress/?$", backup_views.backup_progress_view,
             name="backup-progress"),
     re_path(rf"^backup/{S}/backups/(?P<backup_id>[0-9]+)/verify/?$", backup_views.backup_verify,

@@ -3,7 +3,7 @@ import re
 from django.conf import settings
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from backups import scheduling, verification_display
@@ -273,6 +273,9 @@ class BackupOutputSerializer(serializers.ModelSerializer):
     verification = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     copies = serializers.SerializerMethodField(help_text="Its off-site copies, one per storage target")
+    format = serializers.SerializerMethodField(help_text='"archive" (a file) or "snapshot" (incremental, issue #14)')
+    snapshot = serializers.SerializerMethodField(
+        help_text="A snapshot's repository facts (null for an archive): `size` is what it added to the repository")
 
     class Meta:
         model = BackupRecord
@@ -281,13 +284,27 @@ class BackupOutputSerializer(serializers.ModelSerializer):
                   "md5", "quality_score", "quality_level", "status", "trigger", "compression", "encrypted",
                   "duration_seconds", "verification", "verified_at", "rechecked_at", "locked", "error_code",
                   "error_message", "file_count", "world_name", "minecraft_version", "warnings", "started_at",
-                  "finished_at", "progress", "not_before", "skip_reason", "copies"]
+                  "finished_at", "progress", "not_before", "skip_reason", "copies", "format", "snapshot"]
         read_only_fields = fields
         extra_kwargs = {
             "not_before": {"help_text": "A queued backup whose players are being warned starts no earlier "
                                         "than this (null: no countdown)"},
             "skip_reason": {"help_text": 'Why a scheduled backup was skipped (status "skipped"); "" otherwise'},
         }
+
+    def get_format(self, record) -> str:
+        return "snapshot" if record.snapshot_id else "archive"
+
+    @extend_schema_field(inline_serializer("SnapshotFacts", {
+        "id": serializers.CharField(), "added_bytes": serializers.IntegerField(allow_null=True),
+        "world_bytes": serializers.IntegerField(allow_null=True),
+        "files_unchanged": serializers.IntegerField(allow_null=True, help_text="Taken from the parent unread"),
+    }, allow_null=True))
+    def get_snapshot(self, record):
+        if not record.snapshot_id:
+            return None
+        return {"id": record.snapshot_id, "added_bytes": record.size_bytes, "world_bytes": record.source_bytes,
+                "files_unchanged": record.files_unchanged}
 
     @extend_schema_field(serializers.DateTimeField())
     def get_created(self, record):
@@ -365,3 +382,37 @@ class RestoreInputSerializer(serializers.Serializer):
 
 class LockInputSerializer(serializers.Serializer):
     locked = StrictBooleanField(required=False, default=True)
+
+
+class RepositorySerializer(serializers.Serializer):
+    """A server's incremental repository (issue #14)."""
+
+    location = serializers.SerializerMethodField(help_text='"backup root" of the game host, or the storage target')
+    target = serializers.CharField(source="target.name", allow_null=True, default=None)
+    active = serializers.BooleanField()
+    snapshots = serializers.SerializerMethodField(help_text="Snapshots kept (succeeded)")
+    stored_bytes = serializers.IntegerField(help_text="Total repository size")
+    world_bytes = serializers.IntegerField(source="logical_bytes",
+                                           help_text="Sum of the world sizes of its snapshots (full copies would take this)")
+    dedup_ratio = serializers.FloatField(allow_null=True, help_text="world_bytes / stored_bytes")
+    pruned_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_location(self, row) -> str:
+        return f"target {row.target.name}" if row.target_id else "backup root"
+
+    def get_snapshots(self, row) -> int:
+        return row.snapshots.filter(status=BackupRecord.Status.SUCCEEDED).exclude(snapshot_id="").count()
+
+
+class BackupFormatSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["archive", "incremental"])
+    repository = RepositorySerializer(allow_null=True, help_text="null until the server first switched to incremental")
+
+
+class BackupFormatInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    format = serializers.ChoiceField(choices=["archive", "incremental"])
+    repository_target = serializers.CharField(
+        required=False, allow_null=True, default=None,
+        help_text="Name of a storage target for a new repository (admins only); omitted or null: where the "
+                  "repository already is, or the game host's backup root for a new one")

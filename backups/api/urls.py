@@ -17,6 +17,7 @@ urlpatterns = [
     re_path(rf"^{S}/history/?$", views.HistoryView.as_view(), name="api-backup-history"),
     re_path(rf"^{S}/status/?$", views.StatusView.as_view(), name="api-backup-status"),
     re_path(rf"^{S}/available/?$", views.AvailableView.as_view(), name="api-backup-available"),
+    re_path(rf"^{S}/format/?$", views.BackupFormatView.as_view(), name="api-backup-format"),
     re_path(rf"^{S}/restore/?$", views.RestoreView.as_view(), name="api-restore"),
     re_path(rf"^{S}/restores/?$", views.RestoreListView.as_view(), name="api-restores"),
     re_path(rf"^{S}/restores/(?P<restore_id>[0-9]+)/?$", views.RestoreDetailView.as_view(), name="api-restore-detail"),

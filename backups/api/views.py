@@ -341,6 +341,36 @@ def _snapshot_download(request, record: BackupRecord):
     return response
 
 
+# --- backup format (issue #14) -----------------------------------------------------------
+
+class BackupFormatView(ServerScopedView):
+    serializer_class = s.BackupFormatSerializer
+
+    def _answer(self, server, message: str = "OK"):
+        row = snapshots.repository_of(server)
+        data = {"format": "incremental" if row is not None and row.active else "archive",
+                "repository": s.RepositorySerializer(row).data if row is not None else None}
+        return respond(data, message=message)
+
+    @extend_schema(summary="The server's backup format and its repository's size and deduplication",
+                   responses={200: s.BackupFormatSerializer, **envelope_errors(404)})
+    def get(self, request, server_id):
+        return self._answer(self.server())
+
+    @extend_schema(summary="Switch between archives and incremental snapshots",
+                   description="Switching to incremental makes the server's repository (written by its first "
+                               "snapshot); switching back keeps the repository and its snapshots, restorable.",
+                   request=s.BackupFormatInputSerializer,
+                   responses={200: s.BackupFormatSerializer, **envelope_errors(400, 403, 404)})
+    def put(self, request, server_id):
+        server = self.server()
+        data = _validated(s.BackupFormatInputSerializer, request)
+        snapshots.backup_format_set(server=server, backup_format=data["format"],
+                                    target_name=data.get("repository_target"), actor=request.user, request=request)
+        server.refresh_from_db()
+        return self._answer(server, message=f"Backup format: {data['format']}")
+
+
 # --- restores ------------------------------------------------------------------------
 
 PreviewSerializer = inline_serializer("RestorePreview", {

@@ -108,6 +108,34 @@ def repository_disable(*, server, actor=None, request=None, source: str = "api")
               detail={"format": "archive"})
 
 
+def backup_format_set(*, server, backup_format: str, target_name: str | None = None, actor=None, request=None,
+                      source: str = "api") -> SnapshotRepository | None:
+    """The one entry of the API, the page and the admin: "archive" or
+    "incremental" (with the repository on a named storage target, which only
+    an admin may choose: targets are the site's). Bad input changes nothing."""
+    if backup_format not in ("archive", "incremental"):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, 'format is "archive" or "incremental"',
+                          details={"format": ['"archive" or "incremental"']})
+    if backup_format == "archive":
+        if target_name:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "A repository target goes with the incremental format",
+                              details={"repository_target": ["Only with format incremental."]})
+        repository_disable(server=server, actor=actor, request=request, source=source)
+        return repository_of(server)
+    target = None
+    if target_name:
+        if not getattr(actor, "is_superuser", False):
+            raise DomainError(ErrorCode.PERMISSION_DENIED, "Only an admin may put a repository on a storage target")
+        target = StorageTarget.objects.filter(name=target_name).first()
+        if target is None:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, f"No storage target named {target_name!r}",
+                              details={"repository_target": ["No storage target of that name."]})
+    else:
+        current = repository_of(server)
+        target = current.target if current is not None else None  # an owner keeps the place an admin chose
+    return repository_enable(server=server, target=target, actor=actor, request=request, source=source)
+
+
 def _location(server, target) -> str:
     if target is None:
         return f"{LOCAL_FOLDER}/server-{int(server.pk)}"

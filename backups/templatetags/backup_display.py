@@ -33,6 +33,8 @@ def download_blocked(record) -> str:
     from backups import storage
     from backups.services.copy_source import no_download_reason
 
+    if record.snapshot_id and record.repository_id and record.repository.target_id is not None:
+        return ""  # a snapshot in a repository on a storage target: exported from there
     if storage.node_of(record) == settings.MCSITE_NODE or record.local_removed_at is not None:
         return ""  # this host's own file (or a copy, or nothing: the link answers that)
     if any(c.status == "verified" for c in record.copies.all()):

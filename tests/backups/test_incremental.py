@@ -249,3 +249,93 @@ def test_the_repository_on_a_storage_target(alice, make_server, take_backup, tmp
     assert row.status == "succeeded", (row.error_code, row.error_message)
     assert tree(server.path) == world
     assert BackupRecord.objects.filter(server=server, copies__isnull=False).count() == 0  # no off-site copy of a snapshot
+
+
+# --- the API ------------------------------------------------------------------------
+
+def test_the_api_switches_a_server_to_incremental_and_shows_what_the_repository_saves(
+        alice, make_server, alice_api, take_backup):
+    server = make_server(alice)
+    url = f"/api/backups/{server.pk}/format"
+    body = alice_api.get(url).json()
+    assert body["success"] and body["data"] == {"format": "archive", "repository": None}
+
+    response = alice_api.put(url, {"format": "incremental"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["format"] == "incremental"
+    first = take_backup(server)
+    take_backup(server)
+    data = alice_api.get(url).json()["data"]
+    repo = data["repository"]
+    assert repo["snapshots"] == 2 and repo["location"] == "backup root" and repo["target"] is None
+    assert repo["stored_bytes"] > 0 and repo["world_bytes"] == 2 * first.source_bytes and repo["dedup_ratio"] >= 1.9
+
+    listed = alice_api.get(f"/api/backups/{server.pk}/backups/{first.pk}").json()["data"]
+    assert listed["format"] == "snapshot" and listed["filename"] == first.filename
+    assert listed["checksum"] == f"sha256:{first.snapshot_id}"
+    assert listed["snapshot"]["added_bytes"] == listed["size"] and listed["snapshot"]["world_bytes"] == first.source_bytes
+
+    back = alice_api.put(url, {"format": "archive"}, format="json").json()["data"]
+    assert back["format"] == "archive" and back["repository"]["snapshots"] == 2 and not back["repository"]["active"]
+
+
+@pytest.mark.parametrize("body, code, status", [
+    ({"format": "tape"}, "VALIDATION_ERROR", 400),
+    ({"format": "incremental", "extra": 1}, "VALIDATION_ERROR", 400),
+    ({"format": "incremental", "repository_target": "nas"}, "PERMISSION_DENIED", 403),
+    ({"format": "archive", "repository_target": "nas"}, "VALIDATION_ERROR", 400),
+])
+def test_bad_format_requests_are_refused_and_change_nothing(alice, make_server, alice_api, body, code, status):
+    server = make_server(alice)
+    response = alice_api.put(f"/api/backups/{server.pk}/format", body, format="json")
+    assert response.status_code == status, response.content
+    assert response.json()["code"] == code and not response.json()["success"]
+    assert not SnapshotRepository.objects.exists()
+
+
+def test_another_users_server_format_is_not_found(alice, bob_api, make_server):
+    server = make_server(alice)
+    response = bob_api.put(f"/api/backups/{server.pk}/format", {"format": "incremental"}, format="json")
+    assert response.status_code == 404
+    assert not SnapshotRepository.objects.exists()
+
+
+def test_an_admin_puts_the_repository_on_a_storage_target_and_it_stays_there_once_it_holds_snapshots(
+        alice, make_server, admin_api, alice_api, take_backup, tmp_path):
+    from backups.services.targets import target_save
+
+    (tmp_path / "nas").mkdir()
+    target_save(kind="local", name="nas", settings={"path": str(tmp_path / "nas")}, actor=None)
+    server = make_server(alice)
+    url = f"/api/backups/{server.pk}/format"
+    response = admin_api.put(url, {"format": "incremental", "repository_target": "nas"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["repository"]["target"] == "nas"
+    take_backup(server)
+    # the owner switching off and on keeps the admin's target
+    alice_api.put(url, {"format": "archive"}, format="json")
+    again = alice_api.put(url, {"format": "incremental"}, format="json").json()["data"]
+    assert again["repository"]["target"] == "nas" and again["repository"]["snapshots"] == 1
+    moved = admin_api.put(url, {"format": "incremental", "repository_target": None}, format="json")
+    assert moved.status_code == 200  # null: keep where it is
+    assert SnapshotRepository.objects.get(server=server).target.name == "nas"
+
+
+# --- the page -----------------------------------------------------------------------
+
+def test_the_page_switches_to_incremental_and_shows_the_repository_and_the_snapshots(alice, make_server, client,
+                                                                                      take_backup):
+    server = make_server(alice)
+    client.force_login(alice)
+    page = client.get(f"/backup/{server.pk}")
+    assert b'name="format" value="archive" checked' in page.content
+    response = client.post(f"/backup/{server.pk}/format", {"format": "incremental"})
+    assert response.status_code == 302
+    first = take_backup(server)
+    take_backup(server)
+    page = client.get(f"/backup/{server.pk}").content.decode()
+    assert 'name="format" value="incremental" checked' in page
+    assert first.filename in page and "Download .tar.gz" in page and "snapshot" in page
+    assert "Deduplication" in page and "× — saves" in page
+    response = client.post(f"/backup/{server.pk}/format", {"format": "tape"}, follow=True)
+    assert "archive" in response.content.decode() and SnapshotRepository.objects.get(server=server).active
