@@ -82,8 +82,8 @@ class BackupScheduleAdmin(OwnerScopedAdmin):
 
 @admin.register(BackupRecord)
 class BackupRecordAdmin(OwnerScopedAdmin):
-    list_display = ("filename_or_id", "server_link", "status", "trigger", "size_mb", "created_at", "quality_badge",
-                    "verification_passed", "locked")
+    list_display = ("filename_or_id", "server_link", "status", "trigger", "format", "size_mb", "created_at",
+                    "quality_badge", "verification_passed", "locked")
     list_filter = ("status", "trigger", "locked", "verification_passed", "compression", "encrypted",
                    ("server", admin.RelatedOnlyFieldListFilter))
     search_fields = ("filename", "server_name", "sha256")
@@ -112,7 +112,11 @@ class BackupRecordAdmin(OwnerScopedAdmin):
         return format_html('<a href="{}">{}</a>', reverse("admin:servers_server_change", args=[obj.server_id]),
                            obj.server_name)
 
-    @admin.display(description="MiB")
+    @admin.display(description="format")
+    def format(self, obj):
+        return "snapshot (incremental)" if obj.snapshot_id else "archive"
+
+    @admin.display(description="MiB (a snapshot: added)")
     def size_mb(self, obj):
         return f"{obj.size_bytes / 2**20:.1f}" if obj.size_bytes is not None else "—"
 
@@ -364,3 +368,4 @@ _restrict_celery_beat_admin()
 
 from backups import admin_alerts  # noqa: E402,F401  (alert channels, issue #12: registers its admin)
 from backups import admin_offsite  # noqa: E402,F401  (storage targets and copies, issue #13)
+from backups import admin_repos  # noqa: E402,F401  (incremental repositories, issue #14)

@@ -227,23 +227,25 @@ class Repository:
     # --- writing a snapshot ----------------------------------------------------------
 
     def backup(self, folder, *, exclude=(), parent: str | None = None, force_read: bool = False,
-               now: dt.datetime | None = None, progress=None) -> tuple[str, SnapshotStats]:
+               now: dt.datetime | None = None, progress=None, tags: dict | None = None) -> tuple[str, SnapshotStats]:
         """Takes a snapshot of ``folder``; returns (snapshot id, stats). A
         lock file says a backup is running (prune deletes no pack meanwhile);
         blobs of packs prune marked are stored again, never reused.
         ``progress(bytes_done)`` hears the bytes of the folder's files
-        covered so far (read, or taken unread from the parent)."""
+        covered so far (read, or taken unread from the parent). ``tags``
+        (plain JSON) are kept in the snapshot: what it is, for whoever reads
+        the repository without the database."""
         lock = f"locks/{secrets.token_hex(8)}"
         self.store.put(lock, json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
                                          "time": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
         try:
             self.load_index()  # what prune did since this repository was opened
             return self._backup(folder, exclude=exclude, parent=parent, force_read=force_read, now=now,
-                                progress=progress)
+                                progress=progress, tags=tags)
         finally:
             self.store.delete(lock)
 
-    def _backup(self, folder, *, exclude, parent, force_read, now, progress) -> tuple[str, SnapshotStats]:
+    def _backup(self, folder, *, exclude, parent, force_read, now, progress, tags) -> tuple[str, SnapshotStats]:
         parent_files = {} if parent is None or force_read else \
             {f["path"]: f for f in self.snapshot(parent)["files"] if f["type"] == "file"}
         stats = SnapshotStats()
@@ -293,7 +295,7 @@ class Repository:
             _checkpoint("repo-index-written")
         now = now or dt.datetime.now(dt.timezone.utc)
         snapshot = {"time": now.isoformat(), "parent": parent, "files": files,
-                    "stats": {"files": stats.files, "bytes": stats.bytes}}
+                    "stats": {"files": stats.files, "bytes": stats.bytes}, "tags": dict(tags or {})}
         sealed = self.key.seal_meta(json.dumps(snapshot).encode(), SNAPSHOT_LABEL)
         snapshot_id = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
         self.store.put(f"snapshots/{snapshot_id}", sealed)

@@ -25,6 +25,7 @@ from backups.alerts import alert_open, owner_emails
 from backups.engine.errors import BACKUP_CORRUPTED, EngineError
 from backups.models import BackupRecord, OffsiteCopy
 from backups.offsite import OffsiteError, open_target
+from backups.services import snapshots
 from mcsite.errors import DomainError, ErrorCode
 
 logger = logging.getLogger("mcsite.backups")
@@ -86,9 +87,7 @@ def snapshot_readable(record: BackupRecord) -> bool:
         return True
     node = row.node or storage.node_of(record)
     if node == settings.MCSITE_NODE:
-        from backups.services.snapshots import repository_present
-
-        return repository_present(row)
+        return snapshots.repository_present(row)
     return record.server_id is None or record.server.node == node
 
 
@@ -169,9 +168,7 @@ def extract(source: Source, target_dir, *, keyring, progress=None, on_staging=No
     and the error raised is BACKUP_CORRUPTED."""
     record = source.record
     if source.snapshot:
-        from backups.services.snapshots import extract_to_staging
-
-        return extract_to_staging(record, target_dir, progress=progress, on_staging=on_staging, only=only)
+        return snapshots.extract_to_staging(record, target_dir, progress=progress, on_staging=on_staging, only=only)
     if source.is_local:
         return engine.extract_to_staging(storage.absolute_path(record.storage_path), target_dir, keyring=keyring,
                                          progress=progress, on_staging=on_staging, only=only)

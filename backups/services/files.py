@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from backups import storage
-from backups.services import lifecycle
+from backups.services import lifecycle, snapshots
 
 logger = logging.getLogger("mcsite.backups")
 
@@ -18,10 +18,8 @@ def discard_here(record) -> bool:
     """The record's file removed, or its snapshot forgotten from its
     repository (issue #14: the blobs go at the next prune)."""
     if record.snapshot_id and record.repository_id:
-        from backups.services.snapshots import snapshot_forget
-
         try:
-            return snapshot_forget(record)
+            return snapshots.snapshot_forget(record)
         except Exception as exc:  # noqa: BLE001 — an unreachable repository keeps the snapshot; logged
             logger.error("snapshot_forget_failed backup_id=%s error=%s", record.pk, exc)
             return False

@@ -65,7 +65,8 @@ def import_from_target(*, target: StorageTarget, server: Server | None = None, o
     the target cannot be listed."""
     prefix = f"{server.directory.strip('/')}/" if server is not None else ""
     with open_target(target.config()) as remote:
-        entries = remote.list(prefix)
+        # Incremental repositories (mcsite-repo/) are importing_repos.py's, not archives.
+        entries = [e for e in remote.list(prefix) if not e.name.startswith("mcsite-repo/")]
         sizes = {e.name: e.size for e in entries if not offsite_layout.is_sidecar(e.name)}
         outcomes = []
         for entry in entries:

@@ -61,7 +61,8 @@ def export_document(config: BackupSettings | None = None) -> dict:
             "secret": _secret_text(mode, unseal(entry["sealed"])),
             "retired_at": entry.get("retired_at") or entry.get("added_at"),
         })
-    if not keys:
+    repositories = repository_keys()
+    if not keys and not repositories:
         raise DomainError(ErrorCode.VALIDATION_ERROR,
                           "Encryption has never been configured: there is no key or password to export")
     return {
@@ -72,7 +73,20 @@ def export_document(config: BackupSettings | None = None) -> dict:
         "site": {"name": socket.gethostname(), "node": settings.MCSITE_NODE},
         "encryption_enabled": config.encryption_enabled,
         "keys": keys,
+        "repositories": repositories,
     }
+
+
+def repository_keys() -> list[dict]:
+    """Each incremental repository's key-encryption key (issue #14), with
+    where the repository is: with it, ``python -m backups.repo`` or
+    ``import_backups`` open the repository without the database."""
+    from backups.models import SnapshotRepository
+
+    return [{"server": row.server_name, "server_id": row.server_id, "repository_id": row.repo_uid,
+             "target": row.target.name if row.target_id else None, "node": row.node or None,
+             "location": row.location, "key": base64.b64encode(row.kek).decode("ascii")}
+            for row in SnapshotRepository.objects.select_related("target").order_by("pk")]
 
 
 def record_export(document: dict, *, actor=None, source: str = "python", request=None,
@@ -86,14 +100,19 @@ def record_export(document: dict, *, actor=None, source: str = "python", request
         config.save(update_fields=["keys_exported_at", "updated_at"])
         audit(actor=actor, action="settings.keys_export", obj=config, source=source, request=request,
               detail={"fingerprints": [k["fingerprint"] for k in document["keys"]],
-                      "count": len(document["keys"]), "destination": destination})
+                      "count": len(document["keys"]), "destination": destination,
+                      "repositories": [r["repository_id"] for r in document.get("repositories", [])]})
     return config
 
 
 def export_needed(config: BackupSettings | None = None) -> bool:
-    """Encryption is on and the keys changed since the last export (or were never exported)."""
+    """Encryption is on or an incremental repository exists, and the keys
+    changed since the last export (or were never exported)."""
     config = config or BackupSettings.load()
-    if not (config.encryption_enabled and config.encryption_secret_sealed):
+    from backups.models import SnapshotRepository
+
+    has_repositories = SnapshotRepository.objects.exists()
+    if not (config.encryption_enabled and config.encryption_secret_sealed) and not has_repositories:
         return False
     if config.keys_exported_at is None:
         return True

@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from backups import events, scheduling, storage
 from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
-from backups.services import files, offsite
+from backups.services import files, offsite, snapshots
 from servers import nodes
 from servers.models import Node
 
@@ -297,8 +297,6 @@ def retention_apply(*, server, disk_percent: float | None = None, now=None) -> l
 
 
 def _prune_after_commit(server) -> None:
-    from backups.services import snapshots
-
     def prune():
         row = snapshots.repository_of(server)
         if row is None or not snapshots.where_readable(row):

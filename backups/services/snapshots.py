@@ -93,6 +93,7 @@ def repository_enable(*, server, target: StorageTarget | None = None, actor=None
             row = SnapshotRepository(server=server, server_name=server.name, node=server.node, target=target,
                                      location=_location(server, target), key_changed_at=timezone.now())
             row.kek = os.urandom(32)
+            _keys_changed()
         row.active = True
         row.save()
         audit(actor=actor, action="server.backup_format", obj=server, request=request, source=source,
@@ -134,6 +135,38 @@ def backup_format_set(*, server, backup_format: str, target_name: str | None = N
         current = repository_of(server)
         target = current.target if current is not None else None  # an owner keeps the place an admin chose
     return repository_enable(server=server, target=target, actor=actor, request=request, source=source)
+
+
+def repository_rotate_key(*, row: SnapshotRepository, actor=None, request=None, source: str = "admin") -> None:
+    """A new key-encryption key: the repository key is wrapped by it, the
+    database keeps it, then the old wraps go. No blob is encrypted again.
+    Safe at any crash: until the database holds the new key the old wrap is
+    still there, and after it the new wrap already is."""
+    new_kek = os.urandom(32)
+    if not row.repo_uid:  # no snapshot has written the repository yet: nothing is wrapped
+        row.kek = new_kek
+        row.key_changed_at = timezone.now()
+        row.save(update_fields=["kek_sealed", "key_changed_at"])
+        _keys_changed()
+        return
+    with opened(row) as repo:
+        key_id = repo.add_key(new_kek)
+        row.kek = new_kek
+        row.key_changed_at = timezone.now()
+        row.save(update_fields=["kek_sealed", "key_changed_at"])
+        _keys_changed()
+        for name in repo.store.list("keys"):
+            if name != f"keys/{key_id}":
+                repo.store.delete(name)
+    audit(actor=actor, action="repository.rotate_key", obj=row, request=request, source=source,
+          detail={"server": row.server_name, "key_id": key_id})
+
+
+def _keys_changed() -> None:
+    """The keys export is out of date (the admin banner asks for a new one)."""
+    from backups.models import BackupSettings
+
+    BackupSettings.objects.filter(pk=BackupSettings.load().pk).update(keys_changed_at=timezone.now())
 
 
 def _location(server, target) -> str:
@@ -250,13 +283,23 @@ def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, excl
         if parent is not None and parent not in set(repo.snapshots()):
             parent = None  # forgotten meanwhile: read everything
         try:
-            snapshot_id, stats = repo.backup(folder, exclude=exclude, parent=parent, progress=progress)
+            snapshot_id, stats = repo.backup(folder, exclude=exclude, parent=parent, progress=progress,
+                                             tags=_tags(record))
         except BlobError as exc:
             raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"The parent snapshot does not read: {exc}") from None
         stored = repo.stored_bytes()
     SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored)
     return SnapshotResult(snapshot_id=snapshot_id, size_bytes=stats.bytes_new, total_bytes=stats.bytes,
                           file_count=stats.files, files_unchanged=stats.files_unchanged)
+
+
+def _tags(record: BackupRecord) -> dict:
+    """What the record says, kept in the snapshot for a rebuild without the
+    database (import_backups): no secret, no absolute path."""
+    server = record.server
+    return {"filename": record.filename, "trigger": record.trigger, "server_name": record.server_name,
+            "server_directory": server.directory if server is not None else "", "node": record.node,
+            "mcsite": "snapshot v1"}
 
 
 def refresh_totals(row: SnapshotRepository) -> None:

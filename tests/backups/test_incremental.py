@@ -339,3 +339,89 @@ def test_the_page_switches_to_incremental_and_shows_the_repository_and_the_snaps
     assert "Deduplication" in page and "× — saves" in page
     response = client.post(f"/backup/{server.pk}/format", {"format": "tape"}, follow=True)
     assert "archive" in response.content.decode() and SnapshotRepository.objects.get(server=server).active
+
+
+# --- keys: rotation, export, and the repository without the database -----------------
+
+def _packs(settings, server) -> dict:
+    repo = SnapshotRepository.objects.get(server=server)
+    root = Path(settings.MCSITE_BACKUP_ROOT) / repo.location
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in (root / "data").rglob("*") if p.is_file()}
+
+
+def test_key_rotation_rewraps_the_repository_key_and_never_touches_a_blob(incremental, take_backup, settings):
+    from backups.repo.repository import LocalStore, Repository, RepositoryError
+
+    record = take_backup(incremental)
+    packs = _packs(settings, incremental)
+    row = SnapshotRepository.objects.get(server=incremental)
+    old_kek = row.kek
+    snapshots.repository_rotate_key(row=row, actor=incremental.owner)
+    row.refresh_from_db()
+    assert row.kek != old_kek
+    store = LocalStore(Path(settings.MCSITE_BACKUP_ROOT) / row.location)
+    with pytest.raises(RepositoryError):
+        Repository.open_with(store, old_kek)
+    assert Repository.open_with(store, row.kek).snapshots() == [record.snapshot_id]
+    assert _packs(settings, incremental) == packs  # not one blob encrypted again
+    world = tree(incremental.path)
+    (incremental.path / "notes.txt").write_text("later")
+    assert restore(incremental, record).status == "succeeded"
+    assert tree(incremental.path) == world
+
+
+def test_the_keys_export_carries_every_repository_key_and_asks_for_a_new_export_after_a_change(incremental):
+    from backups.services import keys
+
+    assert keys.export_needed()
+    document = keys.export_document()
+    row = SnapshotRepository.objects.get(server=incremental)
+    [entry] = document["repositories"]
+    assert entry["location"] == row.location and entry["target"] is None
+    import base64
+    assert base64.b64decode(entry["key"]) == row.kek
+    keys.record_export(document)
+    assert not keys.export_needed()
+    snapshots.repository_rotate_key(row=row)
+    assert keys.export_needed()
+
+
+def test_after_the_database_is_lost_import_backups_brings_back_the_snapshots_from_the_target(
+        alice, make_server, take_backup, tmp_path):
+    import json
+
+    from django.core.management import call_command
+
+    from backups.services import keys
+    from backups.services.targets import target_save
+
+    (tmp_path / "nas").mkdir()
+    target = target_save(kind="local", name="nas", settings={"path": str(tmp_path / "nas")}, actor=None)
+    server = make_server(alice)
+    snapshots.repository_enable(server=server, target=target, actor=alice)
+    tuesday = tree(server.path)
+    first = take_backup(server)
+    (server.path / "notes.txt").write_text("wednesday")
+    second = take_backup(server)
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps(keys.export_document()))
+    expected = {(first.filename, first.snapshot_id), (second.filename, second.snapshot_id)}
+
+    BackupRecord.objects.all().delete()  # the database is lost (the server is made again with its folder)
+    SnapshotRepository.objects.all().delete()
+
+    out = io.StringIO()
+    call_command("import_backups", "--target", "nas", stdout=out)
+    assert "no key in the keys file opens this repository" in out.getvalue()
+    assert not BackupRecord.objects.exists()
+    call_command("import_backups", "--target", "nas", "--keys-file", str(keys_file), stdout=out)
+    got = set(BackupRecord.objects.filter(server=server).values_list("filename", "snapshot_id"))
+    assert got == expected
+    call_command("import_backups", "--target", "nas", "--keys-file", str(keys_file), stdout=out)  # idempotent
+    assert BackupRecord.objects.count() == 2
+
+    old = BackupRecord.objects.get(snapshot_id=first.snapshot_id)
+    assert backup_verify(record=old).verification_passed
+    row = restore(server, old)
+    assert row.status == "succeeded", (row.error_code, row.error_message)
+    assert tree(server.path) == tuesday

@@ -6,7 +6,9 @@ database was lost (issue #13, docs/operations.md "Disaster recovery"):
 
 Reads each copy's JSON sidecar (no archive is downloaded or decrypted) and
 creates a succeeded backup record, restorable from the copy, plus its
-verified copy row; running it again creates nothing new. A copy whose
+verified copy row; running it again creates nothing new. Incremental
+repositories on the target (mcsite-repo/) are opened with the repository
+keys of --keys-file, and each snapshot becomes a backup record again. A copy whose
 server folder matches no server is imported as a backup of a deleted server
 owned by --owner (skipped without it). Prints one line per archive.
 Exit codes: 0 done (skipped ones are listed); 1 the target could not be
@@ -17,8 +19,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.management.lookup import server_arg
 from backups.models import StorageTarget
-from backups.offsite import OffsiteError
+from backups.offsite import OffsiteError, open_target
 from backups.services.importing import IMPORTED, KNOWN, LINKED, SKIPPED, import_from_target
+from backups.services.importing_repos import import_repositories, repository_keys_of
 
 
 class Command(BaseCommand):
@@ -33,10 +36,13 @@ class Command(BaseCommand):
                                                 "backups decrypt here (as import_keys does)")
 
     def handle(self, *args, target, server=None, owner=None, dry_run=False, keys_file=None, **options):
-        if keys_file and not dry_run:
-            from backups.management.commands.import_keys import load_export
+        document = None
+        if keys_file:
+            from backups.management.commands.import_keys import load_export, read_export
 
-            load_export(self, keys_file)
+            document = read_export(keys_file)
+            if not dry_run:
+                load_export(self, keys_file)
         row = StorageTarget.objects.filter(name=target).first()
         if row is None:
             known = ", ".join(StorageTarget.objects.values_list("name", flat=True)) or "none yet"
@@ -50,6 +56,10 @@ class Command(BaseCommand):
                 raise CommandError(f"No user {owner!r}", returncode=2)
         try:
             outcomes = import_from_target(target=row, server=chosen, owner=user, dry_run=dry_run)
+            # Incremental repositories on the target (issue #14), opened with the keys file's repository keys.
+            with open_target(row.config()) as remote:
+                outcomes += import_repositories(target=row, keys=repository_keys_of(document), remote=remote,
+                                                server=chosen, owner=user, dry_run=dry_run)
         except OffsiteError as exc:
             raise CommandError(f"{exc.code}: {exc.message}", returncode=1) from None
         for outcome in outcomes:
