@@ -6,7 +6,7 @@ but Celery."""
 from celery import shared_task
 from django.conf import settings
 
-from backups.services import actions, announce, files, maintenance, recheck, retention, runs, scheduled
+from backups.services import actions, announce, files, maintenance, recheck, retention, runs, scheduled, snapshots
 from backups.services.restore_run import restore_recover, restore_run
 from backups.services.runs import backup_run
 
@@ -87,6 +87,15 @@ def sweep_retention(fan_out: bool = True) -> int:
     if fan_out:
         maintenance.to_other_nodes("sweep_retention")
     return retention.retention_sweep()
+
+
+@shared_task(ignore_result=True)
+def prune_repositories(fan_out: bool = True) -> int:
+    """Beat's copy prunes this node's incremental repositories (and those on
+    storage targets) and sends one to every other node (issue #14)."""
+    if fan_out:
+        maintenance.to_other_nodes("prune_repositories")
+    return snapshots.prune_sweep(with_targets=fan_out)
 
 
 @shared_task(ignore_result=True)

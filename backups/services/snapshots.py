@@ -80,6 +80,11 @@ def repository_enable(*, server, target: StorageTarget | None = None, actor=None
                           details={"repository_target": ["This storage target is disabled."]})
     with transaction.atomic():
         row = SnapshotRepository.objects.select_for_update().filter(server=server).first()
+        if row is not None and row.target_id is None and target is None and row.node and row.node != server.node:
+            # The server moved to another game host: the old repository stays on the old host with its
+            # snapshots (still listed, restorable there), and a new one starts here.
+            SnapshotRepository.objects.filter(pk=row.pk).update(server=None, active=False)
+            row = None
         if row is not None and row.target_id != (target.pk if target else None):
             if row.snapshots.filter(status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]).exists():
                 where = row.target.name if row.target else "this game host's backup root"
@@ -278,6 +283,11 @@ def parent_of(row: SnapshotRepository) -> str | None:
 
 def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, exclude=(), progress=None,
                   force_read: bool = False) -> SnapshotResult:
+    if row.target_id is None and row.node and row.node != settings.MCSITE_NODE:
+        raise DomainError(ErrorCode.BACKUP_FAILED,
+                          f"This server's repository is on the backup root of game host {row.node}, not this one "
+                          "(the server moved): choose Incremental again on its backup page to start a repository "
+                          "here; the old snapshots stay on that host")
     parent = None if force_read else parent_of(row)
     with opened(row, create=True) as repo:
         if parent is not None and parent not in set(repo.snapshots()):
@@ -421,6 +431,25 @@ def repository_prune(row: SnapshotRepository) -> dict:
     refresh_totals(row)
     logger.info("repository_pruned repository_id=%s %s", row.pk, result)
     return result
+
+
+def prune_sweep(*, with_targets: bool = True) -> int:
+    """Prunes the repositories on this node's backup root, and (once, from
+    beat's own copy) those on storage targets. One that fails is logged; the
+    others go on. Returns how many were pruned."""
+    rows = SnapshotRepository.objects.filter(target__isnull=True, node=settings.MCSITE_NODE)
+    if with_targets:
+        rows = rows | SnapshotRepository.objects.filter(target__isnull=False)
+    done = 0
+    for row in rows.select_related("target"):
+        if row.target_id is None and not repository_present(row):
+            continue  # no snapshot yet
+        try:
+            repository_prune(row)
+            done += 1
+        except Exception as exc:  # noqa: BLE001 — a prune that fails loses nothing; tomorrow's tries again
+            logger.error("repository_prune_failed repository_id=%s error=%s", row.pk, exc)
+    return done
 
 
 # --- export ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Registers the periodic system tasks (reaper, disk monitor, retention
-sweep, dead-man check, re-check of old backups, node heartbeats). It only touches PeriodicTasks named `system:…`."""
+sweep, dead-man check, re-check of old backups, node heartbeats, repository
+prunes). It only touches PeriodicTasks named `system:…`."""
 
 import json
 
@@ -18,6 +19,8 @@ SYSTEM_TASKS = {
     "system:recheck-backups": ("backups.tasks.recheck_backups", 1, IntervalSchedule.DAYS),
     "system:sweep-offsite-copies": ("backups.tasks.sweep_offsite_copies", 1, IntervalSchedule.HOURS),
     "system:recheck-offsite-copies": ("backups.tasks.recheck_offsite_copies", 1, IntervalSchedule.DAYS),
+    # Incremental repositories (issue #14): marks unused data, deletes what an earlier prune marked.
+    "system:prune-repositories": ("backups.tasks.prune_repositories", 1, IntervalSchedule.DAYS),
     # Every node's heartbeat, and silent nodes found (issue #15); the period is MCSITE_NODE_HEARTBEAT_SECONDS.
     "system:node-heartbeats": ("servers.tasks.send_node_heartbeats", None, IntervalSchedule.SECONDS),
 }
