@@ -425,3 +425,43 @@ def test_after_the_database_is_lost_import_backups_brings_back_the_snapshots_fro
     row = restore(server, old)
     assert row.status == "succeeded", (row.error_code, row.error_message)
     assert tree(server.path) == tuesday
+
+
+def test_the_repository_reads_with_the_keys_export_alone_no_django_no_database(incremental, take_backup, settings,
+                                                                               tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from backups.services import keys
+
+    world = tree(incremental.path)
+    record = take_backup(incremental)
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps(keys.export_document()))
+    folder = Path(settings.MCSITE_BACKUP_ROOT) / SnapshotRepository.objects.get(server=incremental).location
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(settings.BASE_DIR))}  # no Django settings, no database
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "backups.repo", *args, "--keys-file", str(keys_file)],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    listed = run("snapshots", str(folder))
+    assert listed.returncode == 0, listed.stderr
+    assert record.snapshot_id in listed.stdout and record.filename in listed.stdout
+    assert run("check", str(folder), "--read-data").returncode == 0
+    done = run("restore", str(folder), record.filename, str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert tree(tmp_path / "out") == world
+    nether = run("restore", str(folder), record.snapshot_id[:10], str(tmp_path / "nether"), "--only", "world/DIM-1")
+    assert nether.returncode == 0, nether.stderr
+    assert tree(tmp_path / "nether" / "world" / "DIM-1") == {
+        k.removeprefix("world/DIM-1/"): v for k, v in world.items() if k.startswith("world/DIM-1/")}
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"repositories": [{"key": "A" * 43 + "="}]}))
+    refused = subprocess.run([sys.executable, "-m", "backups.repo", "snapshots", str(folder), "--keys-file", str(other)],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "no key" in refused.stderr
+    _damage_a_pack(settings, incremental)
+    damaged = run("check", str(folder), "--read-data")
+    assert damaged.returncode == 1 and "world/" in damaged.stdout
