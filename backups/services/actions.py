@@ -45,7 +45,7 @@ def backup_verify_by_id(*, backup_id: int) -> BackupRecord | None:
 
 
 def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, progress=None, actor=None,
-                  source: str = "system", alert: bool = True) -> BackupRecord:
+                  source: str = "system", alert: bool = True, sample: float | None = None) -> BackupRecord:
     """Verifies a stored backup again with every method and records the result.
     `alert=False`: the caller sends its own alert (the periodic re-check).
 
@@ -60,7 +60,7 @@ def backup_verify(*, record: BackupRecord, restore_test: bool | None = None, pro
     while True:
         read_from = _require_source(record)
         if read_from.snapshot:  # issue #14: every blob read and authenticated, the world validated as it streams
-            report = snapshots.snapshot_verify(record, check_world=settings_row.verify_world)
+            report = snapshots.snapshot_verify(record, check_world=settings_row.verify_world, sample=sample)
             break
         if read_from.is_local:
             report = engine.verify_backup(storage.absolute_path(record.storage_path), **options)

@@ -21,20 +21,21 @@ backup (once; a later re-check that passes closes it)."""
 import logging
 from datetime import timedelta
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backups import events, storage
 from backups.alerts import alert_open, alert_resolve, owner_emails
 from backups.models import BackupRecord, BackupSettings
-from backups.services import actions, lifecycle
+from backups.services import actions, copy_source, lifecycle
 from mcsite.errors import DomainError
 
 logger = logging.getLogger("mcsite.backups")
 
 ALERT_KIND = "backup_recheck_failed"
 STORED = (BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED)
+SNAPSHOT_SAMPLE = 0.25  # share of a snapshot's files a re-check reads beside the world's
 
 
 def recheck_candidates(*, now=None, config: BackupSettings | None = None):
@@ -45,7 +46,7 @@ def recheck_candidates(*, now=None, config: BackupSettings | None = None):
         return BackupRecord.objects.none()
     cutoff = (now or timezone.now()) - timedelta(days=config.recheck_days)
     return (BackupRecord.objects.filter(status__in=STORED, local_removed_at__isnull=True)  # else: its copy's re-check
-            .exclude(storage_path="").exclude(filename="")
+            .filter(~Q(storage_path="") | ~Q(snapshot_id="")).exclude(filename="")
             .annotate(last_check=Coalesce("rechecked_at", "verified_at", "finished_at", "created_at"))
             .filter(last_check__lt=cutoff)
             .select_related("server")
@@ -72,7 +73,7 @@ def backup_recheck_by_id(*, backup_id: int) -> BackupRecord | None:
     """The task's entry: the backup may have been deleted since it was
     queued; then there is nothing to re-check."""
     record = BackupRecord.objects.select_related("server", "server__owner").filter(pk=backup_id).first()
-    if record is None or record.status not in STORED or not record.storage_path:
+    if record is None or record.status not in STORED or not (record.storage_path or record.is_snapshot):
         return None
     return backup_recheck(record=record)
 
@@ -82,11 +83,15 @@ def backup_recheck(*, record: BackupRecord) -> BackupRecord:
     backup that had passed fails now."""
     passed_before = record.verification_passed is True
     problem = ""
-    if not storage.file_present(record):
+    if record.is_snapshot and not copy_source.snapshot_readable(record):
+        problem = "its repository is missing"
+    elif not record.is_snapshot and not storage.file_present(record):
         problem = "its file is missing from the backup disk"
     else:
         try:
-            record = actions.backup_verify(record=record, alert=False)
+            # A snapshot shares its blobs with the others: a sample of its files is read (the world always).
+            record = actions.backup_verify(record=record, alert=False,
+                                           sample=SNAPSHOT_SAMPLE if record.is_snapshot else None)
         except DomainError as exc:  # the file went between the look and the read
             problem = exc.message
         except Exception as exc:  # noqa: BLE001 — an unreadable file is a finding, not a crash

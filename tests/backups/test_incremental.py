@@ -465,3 +465,20 @@ def test_the_repository_reads_with_the_keys_export_alone_no_django_no_database(i
     _damage_a_pack(settings, incremental)
     damaged = run("check", str(folder), "--read-data")
     assert damaged.returncode == 1 and "world/" in damaged.stdout
+
+
+def test_the_daily_recheck_reads_old_snapshots_again_and_alerts_when_one_went_bad(incremental, take_backup,
+                                                                                   settings):
+    from backups.models import AlertIncident
+    from backups.services import recheck
+
+    record = take_backup(incremental)
+    BackupRecord.objects.filter(pk=record.pk).update(verified_at=timezone.now() - dt.timedelta(days=60))
+    assert list(recheck.recheck_candidates()) == [BackupRecord.objects.get(pk=record.pk)]
+    assert recheck.backup_recheck_by_id(backup_id=record.pk).verification_passed
+
+    BackupRecord.objects.filter(pk=record.pk).update(rechecked_at=timezone.now() - dt.timedelta(days=60))
+    _damage_a_pack(settings, incremental)
+    rechecked = recheck.backup_recheck_by_id(backup_id=record.pk)
+    assert rechecked.verification_passed is False
+    assert AlertIncident.objects.filter(kind=recheck.ALERT_KIND, resolved_at__isnull=True).exists()
