@@ -9,7 +9,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 
 from backups import scheduling, storage
-from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest
+from backups.models import ACTIVE_STATUSES, BackupRecord, BackupSettings, RestoreRequest, SnapshotRepository
 from servers import nodes
 from servers.models import Node
 
@@ -103,7 +103,10 @@ def disk_usage(*, server=None) -> dict:
         ).exclude(storage_path="").aggregate(
             regular=Sum("size_bytes", filter=~safety), safety=Sum("size_bytes", filter=safety),
             safety_count=Count("id", filter=safety & Q(status=BackupRecord.Status.SUCCEEDED)))
-        data["server_backup_bytes"] = row["regular"] or 0
+        # An incremental server's repository on this backup root (issue #14): its packs, not its snapshots' sizes.
+        repository = SnapshotRepository.objects.filter(server=server, target__isnull=True).values_list(
+            "stored_bytes", flat=True).first()
+        data["server_backup_bytes"] = (row["regular"] or 0) + (repository or 0)
         data["safety_backup_bytes"] = row["safety"] or 0
         data["safety_backups"] = row["safety_count"]
         data["safety_backup_days"] = (  # a read only: load() would create the settings row

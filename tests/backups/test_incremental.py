@@ -482,3 +482,9 @@ def test_the_daily_recheck_reads_old_snapshots_again_and_alerts_when_one_went_ba
     rechecked = recheck.backup_recheck_by_id(backup_id=record.pk)
     assert rechecked.verification_passed is False
     assert AlertIncident.objects.filter(kind=recheck.ALERT_KIND, resolved_at__isnull=True).exists()
+
+
+def test_the_status_counts_the_repository_as_the_servers_backup_bytes(incremental, take_backup, alice_api):
+    take_backup(incremental)
+    disk = alice_api.get(f"/api/backups/{incremental.pk}/status").json()["data"]["disk_usage"]
+    assert disk["server_backup_bytes"] == SnapshotRepository.objects.get(server=incremental).stored_bytes > 0

@@ -52,12 +52,18 @@ def test_a_user_switches_to_incremental_and_gets_tuesdays_nether_back(live_serve
     assert tuesday.filename.startswith("snapshot_")
 
     # Wednesday: the nether is griefed, the overworld built on; today's snapshot is taken from the page.
+    # (valid region files, so that today's snapshot verifies: the nether gets overworld terrain,
+    # one overworld region another's chunks)
+    overworld = sorted((server.path / "world" / "region").glob("*.mca"))
     for region in sorted((nether / "region").glob("*.mca")):
-        region.write_bytes(b"griefed")
-    overworld = sorted((server.path / "world" / "region").glob("*.mca"))[0]
-    overworld.write_bytes(overworld.read_bytes() + b"built on wednesday")
+        region.write_bytes(overworld[0].read_bytes())
+    overworld[0].write_bytes(overworld[1].read_bytes())
     page.goto(f"{live_server.url}/backup/{server.pk}")
     page.locator("form[data-backup-now] button").click()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not BackupRecord.objects.filter(server=server).exclude(pk=tuesday.pk).exists():
+        assert time.monotonic() < deadline, "Backup Now queued nothing"
+        time.sleep(0.1)
     today = _wait(BackupRecord.objects.filter(server=server).exclude(pk=tuesday.pk).get())
     assert today.status == "succeeded" and today.verification_passed, (today.error_code, today.error_message)
     overworld_now = tree(server.path / "world" / "region")
