@@ -24,3 +24,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.offsite_upload --report
 	$(BIN)/python -m bench.nodes_beat
+	$(BIN)/python -m bench.incremental

@@ -38,7 +38,7 @@ def backup_metrics(*, records=None, now=None) -> dict:
     aggregates["avg_duration"] = Avg("duration_seconds", filter=recent)
     aggregates["avg_size"] = Avg("size_bytes", filter=recent)
     aggregates["stored_bytes"] = Sum("size_bytes", filter=Q(status__in=[
-        BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]) & ~Q(storage_path=""))
+        BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]) & (~Q(storage_path="") | ~Q(snapshot_id="")))
     aggregates["stored_count"] = Count("id", filter=Q(status=BackupRecord.Status.SUCCEEDED))
     aggregates["last_success"] = Max("finished_at", filter=Q(status=BackupRecord.Status.SUCCEEDED))
     row = records.aggregate(**aggregates)

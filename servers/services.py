@@ -489,7 +489,7 @@ def busy_check_for_move(server: Server) -> None:
 
 def move_notes(server: Server, old_node: str) -> list[str]:
     """What the owner must know after a move: what stays on the old host."""
-    from backups.models import BackupRecord  # backups builds on servers
+    from backups.models import BackupRecord, SnapshotRepository  # backups builds on servers
 
     left = BackupRecord.objects.filter(server=server, status__in=[BackupRecord.Status.SUCCEEDED,
                                                                  BackupRecord.Status.FAILED],
@@ -500,6 +500,12 @@ def move_notes(server: Server, old_node: str) -> list[str]:
         notes.append(f"{left} backup file(s) stay in {old_node}'s backup root (server-{server.pk}/): restores and "
                      "downloads of them come from their off-site copies, or copy that folder to the same path "
                      f"under {server.node}'s backup root (docs/deployment.md, \"Moving a server\").")
+    repository = SnapshotRepository.objects.filter(server=server, target__isnull=True).first()
+    if repository is not None and repository.repo_uid:
+        notes.append(f"Its incremental repository stays in {old_node}'s backup root ({repository.location}/): copy "
+                     f"that folder to the same path under {server.node}'s backup root before the next backup, or "
+                     "choose Incremental again on its backup page to start a new repository there (the old "
+                     "snapshots stay listed, and restore once that folder is on the server's host).")
     return notes
 
 

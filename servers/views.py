@@ -38,7 +38,8 @@ def _rows(servers) -> list[dict]:
     servers = list(servers.select_related("backup_schedule", "owner").annotate(
         last_backup_id=Subquery(last_ids),
         backup_bytes=Sum("backups__size_bytes",
-                         filter=Q(backups__status__in=_STORED) & ~Q(backups__storage_path="")
+                         filter=Q(backups__status__in=_STORED)
+                         & (~Q(backups__storage_path="") | ~Q(backups__snapshot_id=""))  # a snapshot: what it added
                          & Q(backups__local_removed_at__isnull=True)),  # bytes on this disk
     ))
     last = BackupRecord.objects.in_bulk([s.last_backup_id for s in servers if s.last_backup_id])
@@ -65,7 +66,8 @@ def server_list(request):
     servers = Server.objects.for_user(request.user)
     # Kept with their file, or only as a verified off-site copy (restorable and downloadable from it).
     kept = (BackupRecord.objects.for_user(request.user).filter(server__isnull=True, status__in=_STORED)
-            .filter(~Q(storage_path="") | Q(copies__status="verified")).distinct().order_by("-created_at")[:100])
+            .filter(~Q(storage_path="") | ~Q(snapshot_id="") | Q(copies__status="verified")).distinct()
+            .order_by("-created_at")[:100])
     return render(request, "servers/server_list.html", {
         "rows": _rows(servers),
         "disk": disk_usage(),
@@ -131,7 +133,7 @@ def server_delete(request, server_id):
         messages.success(request, f"Server “{server.name}” deleted; {kept}.")
         return redirect("server-list")
     stored = BackupRecord.objects.filter(server=server, status__in=_STORED)
-    on_disk = stored.exclude(storage_path="").filter(local_removed_at__isnull=True)
+    on_disk = stored.filter(~Q(storage_path="") | ~Q(snapshot_id="")).filter(local_removed_at__isnull=True)
     # Kept only as a verified off-site copy: still restorable, and deleted with the rest when asked.
     copy_only = (stored.filter(Q(storage_path="") | Q(local_removed_at__isnull=False))
                  .filter(copies__status="verified").distinct().count())

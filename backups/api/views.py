@@ -175,11 +175,13 @@ class HistoryView(ServerScopedView):
 class AvailableView(ServerScopedView):
     serializer_class = s.BackupOutputSerializer
 
-    @extend_schema(summary="Backups that can be restored (succeeded, file present or a verified off-site copy)",
+    @extend_schema(summary="Backups that can be restored (succeeded, file present, a verified off-site copy, "
+                           "or a snapshot in its repository)",
                    responses={200: s.BackupOutputSerializer(many=True)})
     def get(self, request, server_id):
         records = (BackupRecord.objects.filter(server=self.server(), status=BackupRecord.Status.SUCCEEDED)
-                   .filter(~Q(storage_path="") | Q(copies__status=OffsiteCopy.Status.VERIFIED)).distinct()
+                   .filter(~Q(storage_path="") | ~Q(snapshot_id="") | Q(copies__status=OffsiteCopy.Status.VERIFIED))
+                   .distinct()
                    .select_related("server").order_by("-created_at", "-id"))
         page = self.paginate_queryset(records)
         present = [r for r in page if copy_source.available(r)]

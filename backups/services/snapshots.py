@@ -80,11 +80,12 @@ def repository_enable(*, server, target: StorageTarget | None = None, actor=None
                           details={"repository_target": ["This storage target is disabled."]})
     with transaction.atomic():
         row = SnapshotRepository.objects.select_for_update().filter(server=server).first()
+        replacing = False
         if row is not None and row.target_id is None and target is None and row.node and row.node != server.node:
             # The server moved to another game host: the old repository stays on the old host with its
             # snapshots (still listed, restorable there), and a new one starts here.
             SnapshotRepository.objects.filter(pk=row.pk).update(server=None, active=False)
-            row = None
+            row, replacing = None, True
         if row is not None and row.target_id != (target.pk if target else None):
             if row.snapshots.filter(status__in=[BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FAILED]).exists():
                 where = row.target.name if row.target else "this game host's backup root"
@@ -96,7 +97,8 @@ def repository_enable(*, server, target: StorageTarget | None = None, actor=None
             row = None
         if row is None:
             row = SnapshotRepository(server=server, server_name=server.name, node=server.node, target=target,
-                                     location=_location(server, target), key_changed_at=timezone.now())
+                                     location=_location(server, target, fresh=replacing),
+                                     key_changed_at=timezone.now())
             row.kek = os.urandom(32)
             _keys_changed()
         row.active = True
@@ -174,9 +176,11 @@ def _keys_changed() -> None:
     BackupSettings.objects.filter(pk=BackupSettings.load().pk).update(keys_changed_at=timezone.now())
 
 
-def _location(server, target) -> str:
+def _location(server, target, *, fresh: bool = False) -> str:
+    """``fresh``: a new repository replacing one left on another host, which
+    may be copied here later: never the same folder."""
     if target is None:
-        return f"{LOCAL_FOLDER}/server-{int(server.pk)}"
+        return f"{LOCAL_FOLDER}/server-{int(server.pk)}" + (f"-{secrets.token_hex(4)}" if fresh else "")
     return f"{TARGET_FOLDER}/server-{int(server.pk)}-{secrets.token_hex(4)}"
 
 
@@ -186,6 +190,12 @@ def where_readable(row: SnapshotRepository) -> bool:
     """This process can read the repository: it is on a storage target, or
     on this node's own backup root."""
     return row.target_id is not None or (row.node or settings.MCSITE_NODE) == settings.MCSITE_NODE
+
+
+def readable_here(row: SnapshotRepository) -> bool:
+    """This process reads the repository itself: on a storage target, or on
+    this node's backup root."""
+    return row.target_id is not None or (where_readable(row) and repository_present(row))
 
 
 def repository_present(row: SnapshotRepository) -> bool:
@@ -284,10 +294,15 @@ def parent_of(row: SnapshotRepository) -> str | None:
 def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, exclude=(), progress=None,
                   force_read: bool = False) -> SnapshotResult:
     if row.target_id is None and row.node and row.node != settings.MCSITE_NODE:
-        raise DomainError(ErrorCode.BACKUP_FAILED,
-                          f"This server's repository is on the backup root of game host {row.node}, not this one "
-                          "(the server moved): choose Incremental again on its backup page to start a repository "
-                          "here; the old snapshots stay on that host")
+        if not repository_present(row):
+            raise DomainError(ErrorCode.BACKUP_FAILED,
+                              f"This server's repository is on the backup root of game host {row.node}, not this one "
+                              f"(the server moved): copy its folder ({row.location}) to the same place here, or "
+                              "choose Incremental again on its backup page to start a new repository here")
+        # The folder was copied here with the server (docs/deployment.md, "Moving a server").
+        SnapshotRepository.objects.filter(pk=row.pk).update(node=settings.MCSITE_NODE)
+        BackupRecord.objects.filter(repository=row).update(node=settings.MCSITE_NODE)
+        row.node = settings.MCSITE_NODE
     parent = None if force_read else parent_of(row)
     with opened(row, create=True) as repo:
         if parent is not None and parent not in set(repo.snapshots()):

@@ -488,3 +488,62 @@ def test_the_status_counts_the_repository_as_the_servers_backup_bytes(incrementa
     take_backup(incremental)
     disk = alice_api.get(f"/api/backups/{incremental.pk}/status").json()["data"]["disk_usage"]
     assert disk["server_backup_bytes"] == SnapshotRepository.objects.get(server=incremental).stored_bytes > 0
+
+
+# --- snapshots count wherever backups are listed or counted ----------------------------
+
+def test_snapshots_are_listed_as_restorable_and_verified_by_the_command(incremental, take_backup, alice_api):
+    from django.core.management import call_command
+
+    record = take_backup(incremental)
+    available = alice_api.get(f"/api/backups/{incremental.pk}/available").json()["data"]
+    assert [b["filename"] for b in available] == [record.filename]
+    out = io.StringIO()
+    call_command("verify_backups", "--server", incremental.name, "--no-progress", stdout=out)
+    assert f"ok   {incremental.name}/{record.filename}" in out.getvalue()
+
+
+def test_the_server_pages_count_snapshots(incremental, take_backup, client, alice):
+    take_backup(incremental)
+    client.force_login(alice)
+    page = client.get(f"/servers/{incremental.pk}/delete/").content.decode()
+    assert "<strong>1</strong> stored backup " in page
+    [row] = client.get("/servers/").context["rows"]
+    assert row["backup_bytes"] > 0
+
+
+def test_a_repository_copied_along_with_a_moved_server_is_adopted_and_one_left_behind_is_said(
+        incremental, take_backup, settings):
+    import shutil
+
+    from backups.services.runs import backup_run, backup_trigger
+
+    first = take_backup(incremental)
+    row = SnapshotRepository.objects.get(server=incremental)
+    SnapshotRepository.objects.filter(pk=row.pk).update(node="old-host")  # the server came from another host
+    folder = Path(settings.MCSITE_BACKUP_ROOT) / row.location
+    shutil.move(folder, folder.with_name("elsewhere"))  # its repository did not come along
+    record = backup_trigger(server=incremental, actor=incremental.owner, enqueue=False)
+    backup_run(backup_id=record.pk)
+    record.refresh_from_db()
+    assert record.status == "failed" and "old-host" in record.error_message and row.location in record.error_message
+
+    shutil.move(folder.with_name("elsewhere"), folder)  # copied to the same place on this host
+    second = take_backup(incremental)
+    row.refresh_from_db()
+    assert row.node == settings.MCSITE_NODE and second.files_unchanged == second.file_count
+    assert BackupRecord.objects.get(pk=first.pk).node == settings.MCSITE_NODE
+
+
+def test_choosing_incremental_again_after_a_move_starts_a_new_repository_and_keeps_the_old_listed(
+        incremental, take_backup):
+    first = take_backup(incremental)
+    old = SnapshotRepository.objects.get(server=incremental)
+    SnapshotRepository.objects.filter(pk=old.pk).update(node="old-host")
+    snapshots.repository_enable(server=incremental, actor=incremental.owner)
+    new = SnapshotRepository.objects.get(server=incremental)
+    assert new.pk != old.pk and new.node == incremental.node and new.location != old.location
+    second = take_backup(incremental)
+    assert second.repository_id == new.pk and second.files_unchanged == 0  # a repository of its own
+    first.refresh_from_db()
+    assert first.repository_id == old.pk and first.status == "succeeded"

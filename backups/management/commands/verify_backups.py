@@ -3,12 +3,14 @@ validation, optionally a restore test). Exit code 0 when every backup
 checked passes, 1 when any fails, 2 for bad arguments."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
 from backups import storage
 from backups.management.cli import add_progress_argument, verification_failures
 from backups.management.lookup import server_arg
 from backups.management.progress import phase_progress
 from backups.models import BackupRecord
+from backups.services import snapshots
 from backups.services.actions import backup_verify
 
 
@@ -29,10 +31,11 @@ class Command(BaseCommand):
             raise CommandError("--backup needs --server", returncode=2)
         if backup:
             records = records.filter(filename=backup)
-        # Only the backups whose files are on this host (issue #15: another game host's are verified there).
-        records = [r for r in records.exclude(storage_path="").select_related("server").order_by("server_name",
-                                                                                                "created_at")
-                   if storage.file_visible_here(r)]
+        # Only the backups whose files are on this host (issue #15: another game host's are verified there),
+        # and snapshots whose repository this host reads (issue #14).
+        records = [r for r in records.filter(~Q(storage_path="") | ~Q(snapshot_id="")).select_related(
+                       "server", "repository").order_by("server_name", "created_at")
+                   if (snapshots.readable_here(r.repository) if r.is_snapshot else storage.file_visible_here(r))]
         if not records:
             raise CommandError("No stored backups match", returncode=2)
         failures = 0
