@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import tarfile
 
+from backups.repo.repository import file_blob_ids
 from backups.repo.verify import _BlobStream
 
 
@@ -32,6 +33,6 @@ def export_tar_gz(repo, snapshot_id: str, fileobj, *, compresslevel: int = 6) ->
                 tar.addfile(info)
             else:
                 info.size = item["size"]
-                tar.addfile(info, _BlobStream(repo, item["blobs"], cache))
+                tar.addfile(info, _BlobStream(repo, file_blob_ids(item), cache))
                 count += 1
     return count

@@ -21,6 +21,7 @@ same five calls.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -35,10 +36,12 @@ from pathlib import Path
 from backups.engine.walk import scan
 from backups.repo import chunking
 from backups.repo.crypto import BlobError, RepoKey
+from backups.repo.index import BlobIndex
 from backups.repo.pack import DATA, Entry, PackError, PackWriter, bytes_reader, read_blob, read_header
 
 FORMAT_VERSION = 1
 PACK_CACHE = 4  # whole packs kept while restoring: 64 MiB at most
+INDEX_PACKS = 8  # a backup writes an index file every this many packs (and at its end)
 SNAPSHOT_LABEL = b"snapshot"
 INDEX_LABEL = b"index"
 
@@ -140,6 +143,20 @@ class LocalStore:
             pass
 
 
+def file_blob_ids(item: dict) -> list[bytes]:
+    """The blob ids of a snapshot's file, in order: stored as one base64
+    string of the concatenated 32-byte ids (a list of hex ids is read too)."""
+    blobs = item.get("blobs", ())
+    if isinstance(blobs, str):
+        raw = base64.b64decode(blobs)
+        return [raw[i:i + 32] for i in range(0, len(raw), 32)]
+    return [bytes.fromhex(b) for b in blobs]
+
+
+def _encode_blob_ids(ids: list[bytes]) -> str:
+    return base64.b64encode(b"".join(ids)).decode("ascii")
+
+
 def pack_name(pack_id: str) -> str:
     return f"data/{pack_id[:2]}/{pack_id}"
 
@@ -157,7 +174,7 @@ class SnapshotStats:
 class Repository:
     store: object
     key: RepoKey
-    _index: dict = field(default_factory=dict)  # blob id -> (pack id, Entry)
+    _index: BlobIndex = field(default_factory=BlobIndex)  # blob id -> (pack id, Entry)
     damaged_indexes: list = field(default_factory=list)
     marked: set = field(default_factory=set)  # packs prune found unused (pending/)
 
@@ -193,7 +210,7 @@ class Repository:
         """Every index file's entries; one that does not read (truncated,
         changed) is listed in ``damaged_indexes`` and its blobs count as
         missing — check names the snapshots that need them."""
-        self._index = {}
+        self._index = BlobIndex()
         self.damaged_indexes = []
         self.marked = {name.rsplit("/", 1)[1] for name in self.store.list("pending")}
         present = {name.rsplit("/", 1)[1] for name in self.store.list("data")}
@@ -216,36 +233,39 @@ class Repository:
         return blob_id in self._index
 
     def pack_of(self, blob_id: bytes) -> str | None:
-        found = self._index.get(blob_id)
-        return found[0] if found else None
+        return self._index.pack_of(blob_id)
 
     def has_blob(self, blob_id: bytes) -> bool:
         """Known in a pack that prune has not marked for deletion."""
-        found = self._index.get(blob_id)
-        return found is not None and found[0] not in self.marked
+        pack_id = self._index.pack_of(blob_id)
+        return pack_id is not None and pack_id not in self.marked
 
     # --- writing a snapshot ----------------------------------------------------------
 
     def backup(self, folder, *, exclude=(), parent: str | None = None, force_read: bool = False,
-               now: dt.datetime | None = None, progress=None, tags: dict | None = None) -> tuple[str, SnapshotStats]:
+               now: dt.datetime | None = None, progress=None, tags: dict | None = None,
+               before_snapshot=None) -> tuple[str, SnapshotStats]:
         """Takes a snapshot of ``folder``; returns (snapshot id, stats). A
         lock file says a backup is running (prune deletes no pack meanwhile);
         blobs of packs prune marked are stored again, never reused.
         ``progress(bytes_done)`` hears the bytes of the folder's files
         covered so far (read, or taken unread from the parent). ``tags``
         (plain JSON) are kept in the snapshot: what it is, for whoever reads
-        the repository without the database."""
+        the repository without the database. ``before_snapshot(snapshot_id)``
+        hears the id before the snapshot is written (a caller records it
+        first, so that no crash leaves a snapshot nobody knows of)."""
         lock = f"locks/{secrets.token_hex(8)}"
         self.store.put(lock, json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
                                          "time": dt.datetime.now(dt.timezone.utc).isoformat()}).encode())
         try:
             self.load_index()  # what prune did since this repository was opened
             return self._backup(folder, exclude=exclude, parent=parent, force_read=force_read, now=now,
-                                progress=progress, tags=tags)
+                                progress=progress, tags=tags, before_snapshot=before_snapshot)
         finally:
             self.store.delete(lock)
 
-    def _backup(self, folder, *, exclude, parent, force_read, now, progress, tags) -> tuple[str, SnapshotStats]:
+    def _backup(self, folder, *, exclude, parent, force_read, now, progress, tags,
+                before_snapshot) -> tuple[str, SnapshotStats]:
         parent_files = {} if parent is None or force_read else \
             {f["path"]: f for f in self.snapshot(parent)["files"] if f["type"] == "file"}
         stats = SnapshotStats()
@@ -266,7 +286,7 @@ class Repository:
             known = parent_files.get(entry.rel)
             if (known and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns
                     and known.get("inode") == [st.st_dev, st.st_ino]
-                    and all(self.has_blob(bytes.fromhex(b)) for b in known["blobs"])):
+                    and all(self.has_blob(b) for b in file_blob_ids(known))):
                 record["blobs"] = known["blobs"]
                 stats.files_unchanged += 1
             else:
@@ -279,8 +299,10 @@ class Repository:
                         if writer.full:
                             stats.bytes_new += self._flush(writer, new_packs)
                             writer = PackWriter(self.key)
-                    blobs.append(blob_id.hex())
-                record["blobs"] = blobs
+                            if len(new_packs) >= INDEX_PACKS:
+                                self._write_index(new_packs)  # memory stays bounded on a big world
+                    blobs.append(blob_id)
+                record["blobs"] = _encode_blob_ids(blobs)
             stats.files += 1
             stats.bytes += st.st_size
             files.append(record)
@@ -289,17 +311,23 @@ class Repository:
         if writer.entries:
             stats.bytes_new += self._flush(writer, new_packs)
         if new_packs:  # every new blob is indexed before the snapshot that needs it exists
-            document = {"packs": new_packs}
-            sealed = self.key.seal_meta(json.dumps(document).encode(), INDEX_LABEL)
-            self.store.put(f"index/{hashlib.sha256(sealed).hexdigest()}", sealed)
-            _checkpoint("repo-index-written")
+            self._write_index(new_packs)
         now = now or dt.datetime.now(dt.timezone.utc)
         snapshot = {"time": now.isoformat(), "parent": parent, "files": files,
                     "stats": {"files": stats.files, "bytes": stats.bytes}, "tags": dict(tags or {})}
         sealed = self.key.seal_meta(json.dumps(snapshot).encode(), SNAPSHOT_LABEL)
         snapshot_id = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
+        if before_snapshot is not None:
+            before_snapshot(snapshot_id)
         self.store.put(f"snapshots/{snapshot_id}", sealed)
         return snapshot_id, stats
+
+    def _write_index(self, new_packs: dict) -> None:
+        """An index file of the packs written since the last one (all complete)."""
+        sealed = self.key.seal_meta(json.dumps({"packs": new_packs}).encode(), INDEX_LABEL)
+        self.store.put(f"index/{hashlib.sha256(sealed).hexdigest()}", sealed)
+        _checkpoint("repo-index-written")
+        new_packs.clear()
 
     def _flush(self, writer: PackWriter, new_packs: dict) -> int:
         pack_id, data, entries = writer.finish()
@@ -379,8 +407,8 @@ class Repository:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as fh:
-                    for blob_hex in item["blobs"]:
-                        fh.write(self.blob(bytes.fromhex(blob_hex), cache))
+                    for blob_id in file_blob_ids(item):
+                        fh.write(self.blob(blob_id, cache))
                 os.chmod(path, item["mode"])
                 os.utime(path, ns=(item["mtime_ns"], item["mtime_ns"]))
                 count += 1
@@ -403,7 +431,7 @@ class Repository:
         problems: dict[str, list[str]] = {}
         bad_blobs: dict[bytes, str] = {}
         packs = {name.rsplit("/", 1)[1] for name in self.store.list("data")}
-        indexed_packs = {pack_id for pack_id, _ in self._index.values()}
+        indexed_packs = self._index.pack_ids()
         for pack_id in sorted(indexed_packs):
             if pack_id not in packs:
                 why = "its pack is missing"
@@ -437,8 +465,7 @@ class Repository:
                 problems[snapshot_id] = [f"the snapshot itself does not read ({exc})"]
                 continue
             for item in document["files"]:
-                for blob_hex in item.get("blobs", ()):
-                    blob_id = bytes.fromhex(blob_hex)
+                for blob_id in file_blob_ids(item):
                     if blob_id not in self._index:
                         problems.setdefault(snapshot_id, []).append(f"{item['path']}: a blob no index knows")
                         break
@@ -459,7 +486,7 @@ class Repository:
         used = set()
         for snapshot_id in self.snapshots():
             for item in self.snapshot(snapshot_id)["files"]:
-                used.update(bytes.fromhex(b) for b in item.get("blobs", ()))
+                used.update(file_blob_ids(item))
         return used
 
     def _backups_running(self, stale: dt.timedelta) -> bool:
@@ -535,7 +562,7 @@ class Repository:
                 to_mark.append(pack_id)
                 report["repacked_packs"] += 1
         if not self._backups_running(stale_lock):  # packs of a crashed backup that no index names
-            indexed = {pack_id for pack_id, _ in self._index.values()}
+            indexed = self._index.pack_ids()
             to_mark += [name.rsplit("/", 1)[1] for name in self.store.list("data")
                         if name.rsplit("/", 1)[1] not in indexed | self.marked]
         if writer.entries:
@@ -553,19 +580,25 @@ class Repository:
         return report
 
     def _rewrite_index(self, *, drop: set) -> None:
-        """One index of every entry outside the ``drop`` packs, written before
-        the index files it replaces are removed."""
+        """New index files of every entry outside the ``drop`` packs (one per
+        INDEX_PACKS * 4 packs, so memory stays bounded), all written before
+        the index files they replace are removed."""
         old = self.store.list("index")
-        packs: dict[str, list] = {}
-        for blob_id, (pack_id, e) in self._index.items():
-            if pack_id not in drop:
-                packs.setdefault(pack_id, []).append([e.kind, blob_id.hex(), e.offset, e.length, e.raw_length])
-        sealed = self.key.seal_meta(json.dumps({"packs": packs}).encode(), INDEX_LABEL)
-        name = f"index/{hashlib.sha256(sealed).hexdigest()}"
-        self.store.put(name, sealed)
-        _checkpoint("repo-index-rewritten")
+        by_pack = self._index.by_pack()
+        kept = sorted(pack_id for pack_id in by_pack if pack_id not in drop)
+        written = set()
+        for start in range(0, len(kept), INDEX_PACKS * 4):
+            packs = {}
+            for pack_id in kept[start:start + INDEX_PACKS * 4]:
+                packs[pack_id] = [[e.kind, blob_id.hex(), e.offset, e.length, e.raw_length]
+                                  for blob_id, e in by_pack[pack_id]]
+            sealed = self.key.seal_meta(json.dumps({"packs": packs}).encode(), INDEX_LABEL)
+            name = f"index/{hashlib.sha256(sealed).hexdigest()}"
+            self.store.put(name, sealed)
+            written.add(name)
+            _checkpoint("repo-index-rewritten")
         for other in old:
-            if other != name:
+            if other not in written:
                 self.store.delete(other)
         for blob_id in [b for b, (pack_id, _) in self._index.items() if pack_id in drop]:
             del self._index[blob_id]

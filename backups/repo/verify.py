@@ -24,7 +24,7 @@ import time
 from backups.engine.verify import METHODS, MethodResult, VerificationReport, quality_level, quality_score
 from backups.engine.worldcheck import WorldCheck
 from backups.repo.crypto import BlobError
-from backups.repo.repository import RepositoryError
+from backups.repo.repository import RepositoryError, file_blob_ids
 
 
 class _BlobStream:
@@ -41,7 +41,7 @@ class _BlobStream:
             blob = next(self._blobs, None)
             if blob is None:
                 break
-            self._buffer += self._repo.blob(bytes.fromhex(blob), self._cache)
+            self._buffer += self._repo.blob(blob, self._cache)
         if n < 0:
             out, self._buffer = self._buffer, b""
         else:
@@ -89,8 +89,8 @@ def verify_snapshot(repo, snapshot_id: str, *, check_world: bool = True, sample:
             contents.append((item["path"], item.get("size", 0), kind))
             if item["type"] != "file":
                 continue
-            blobs = item["blobs"]
-            unknown = [b for b in blobs if not repo.knows(bytes.fromhex(b))]
+            blobs = file_blob_ids(item)
+            unknown = [b for b in blobs if not repo.knows(b)]
             if unknown:
                 missing += 1
                 integrity.error(f"{item['path']}: {len(unknown)} of its blobs are in no index")

@@ -43,13 +43,14 @@ from django.utils import timezone
 
 from backups import storage
 from backups.engine.extract import ExtractResult
-from backups.models import BackupRecord, SnapshotRepository, StorageTarget
+from backups.models import BackupRecord, BackupSettings, SnapshotRepository, StorageTarget
 from backups.offsite import OffsiteError, open_target
 from backups.repo.crypto import BlobError, RepoKey
 from backups.repo.export import export_tar_gz
-from backups.repo.repository import LocalStore, Repository, RepositoryError
+from backups.repo.repository import LocalStore, Repository, RepositoryError, file_blob_ids
 from backups.repo.target_store import TargetStore
 from backups.repo.verify import verify_snapshot
+from backups.services.lifecycle import checkpoint
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
@@ -60,11 +61,6 @@ TARGET_FOLDER = "mcsite-repo"
 
 
 # --- choosing the format ---------------------------------------------------------
-
-def backup_format(server) -> str:
-    row = getattr(server, "snapshot_repository", None) if server is not None else None
-    return "incremental" if row is not None and row.active else "archive"
-
 
 def repository_of(server) -> SnapshotRepository | None:
     return SnapshotRepository.objects.filter(server=server).select_related("target").first()
@@ -171,8 +167,6 @@ def repository_rotate_key(*, row: SnapshotRepository, actor=None, request=None, 
 
 def _keys_changed() -> None:
     """The keys export is out of date (the admin banner asks for a new one)."""
-    from backups.models import BackupSettings
-
     BackupSettings.objects.filter(pk=BackupSettings.load().pk).update(keys_changed_at=timezone.now())
 
 
@@ -309,13 +303,22 @@ def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, excl
             parent = None  # forgotten meanwhile: read everything
         try:
             snapshot_id, stats = repo.backup(folder, exclude=exclude, parent=parent, progress=progress,
-                                             tags=_tags(record))
+                                             tags=_tags(record), before_snapshot=lambda sid: _named(record, sid))
         except BlobError as exc:
             raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"The parent snapshot does not read: {exc}") from None
         stored = repo.stored_bytes()
     SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored)
     return SnapshotResult(snapshot_id=snapshot_id, size_bytes=stats.bytes_new, total_bytes=stats.bytes,
                           file_count=stats.files, files_unchanged=stats.files_unchanged)
+
+
+def _named(record: BackupRecord, snapshot_id: str) -> None:
+    """The record knows its snapshot before the snapshot exists: a run killed
+    in between leaves a record whose snapshot the reaper forgets (or finds
+    absent), never a snapshot no record lists."""
+    BackupRecord.objects.filter(pk=record.pk).update(snapshot_id=snapshot_id)
+    record.snapshot_id = snapshot_id
+    checkpoint("backup_snapshot_named")
 
 
 def _tags(record: BackupRecord) -> dict:
@@ -360,8 +363,8 @@ def require_intact(record: BackupRecord) -> None:
             raise DomainError(ErrorCode.BACKUP_CORRUPTED, "Backup is corrupted: the snapshot's checksum no longer matches")
         present = {name.rsplit("/", 1)[1] for name in repo.store.list("data")}
         for item in document["files"]:
-            for blob_hex in item.get("blobs", ()):
-                pack = repo.pack_of(bytes.fromhex(blob_hex))
+            for blob_id in file_blob_ids(item):
+                pack = repo.pack_of(blob_id)
                 if pack is None or pack not in present:
                     raise DomainError(ErrorCode.BACKUP_CORRUPTED,
                                       f"Backup is corrupted: {item['path']} needs data that is missing")

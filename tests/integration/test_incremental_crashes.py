@@ -4,7 +4,8 @@ snapshot (mid-read, a pack written, the index written, the snapshot written
 but not yet verified) or of a prune (a pack marked, a marked pack deleted).
 Then the reaper runs (its clock shifted past the stale timeout) and:
 
-* the record says WORKER_LOST, the server runs again;
+* the record says WORKER_LOST, the server runs again (a snapshot is named
+  on its record before it is written, so none is left that no record knows);
 * the repository's ``check`` passes;
 * every earlier snapshot restores byte for byte, and the repository holds
   exactly the snapshots the records list;
@@ -54,7 +55,7 @@ def snapshot(server, take):
     return record
 
 
-@pytest.mark.parametrize("crash_at", ["backup_mid_archive", "repo-pack-written", "repo-index-written",
+@pytest.mark.parametrize("crash_at", ["backup_mid_archive", "repo-pack-written", "repo-index-written", "backup_snapshot_named",
                                       "backup_snapshot_written"])
 def test_a_snapshot_killed_at_any_step_loses_nothing(crash_at, alice, fake_mc, worker_env, take_backup, tmp_path,
                                                      monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backups.repo.crypto import RepoKey
-from backups.repo.repository import LocalStore, Repository, RepositoryError
+from backups.repo.repository import LocalStore, Repository, RepositoryError, file_blob_ids
 
 WORLD = Path(__file__).resolve().parents[1] / "fixtures" / "worlds" / "vanilla-1.14.4" / "world"
 
@@ -98,7 +98,7 @@ def test_check_names_what_damage_hurts_and_other_snapshots_still_restore(repo, w
     hurt, _ = repo.backup(world)
     root = tmp_path / "repo"
     packs = [p for p in _packs(root) if p.is_file()]
-    kept_packs = {repo._index[bytes.fromhex(b)][0] for f in repo.snapshot(kept)["files"] for b in f.get("blobs", ())}
+    kept_packs = {repo.pack_of(b) for f in repo.snapshot(kept)["files"] for b in file_blob_ids(f)}
     target = next(p for p in packs if p.name not in kept_packs)
     if damage == "flipped byte":
         data = bytearray(target.read_bytes())
@@ -171,3 +171,36 @@ def test_the_key_wrapped_by_the_sites_key_opens_it_and_rotation_only_rewraps(rep
     assert tree(tmp_path / "restored") == tree(world)
     with pytest.raises(RepositoryError):
         Repository.open_with(store, old_kek)
+
+
+def test_a_big_world_is_indexed_as_it_goes_and_prune_rewrites_the_index_in_parts(repo, world, tmp_path,
+                                                                                  monkeypatch):
+    from backups.repo import pack, repository
+
+    monkeypatch.setattr(pack, "TARGET_SIZE", 64 * 1024)  # many packs from a small world
+    monkeypatch.setattr(repository, "INDEX_PACKS", 2)
+    first, _ = repo.backup(world)
+    packs = len(repo.store.list("data"))
+    indexes = repo.store.list("index")
+    assert packs > 8 and len(indexes) >= packs // 2, "an index file every two packs, not one at the end"
+    (world / "world" / "extra.bin").write_bytes(os.urandom(300_000))
+    second, _ = repo.backup(world, parent=first)
+    repo.forget([first])
+    (world / "world" / "extra.bin").unlink()
+    repo.prune()
+    repo.prune()
+    assert len(repo.store.list("index")) >= 2, "the rewritten index is in parts of at most 8 packs"
+    reopened = Repository.open(repo.store, repo.key)
+    assert reopened.check(read_data=True)["ok"]
+    assert reopened.restore(second, tmp_path / "out") > 0
+    assert tree(tmp_path / "out" / "world") == {**tree(world / "world"), **{
+        "extra.bin": hashlib.sha256((tmp_path / "out" / "world" / "extra.bin").read_bytes()).hexdigest()}}
+
+
+def test_blob_lists_are_compact_and_old_hex_lists_still_read(repo, world):
+    snapshot_id, _ = repo.backup(world)
+    item = next(f for f in repo.snapshot(snapshot_id)["files"] if f["type"] == "file" and f["size"])
+    assert isinstance(item["blobs"], str)  # base64 of the concatenated ids
+    ids = file_blob_ids(item)
+    assert ids and all(len(b) == 32 for b in ids)
+    assert file_blob_ids({"blobs": [b.hex() for b in ids]}) == ids

@@ -1,0 +1,104 @@
+"""The in-memory index of a repository: blob id → (pack id, Entry), in
+about 120 bytes a blob instead of a dict of objects (a 4 GiB world is some
+half a million blobs; the backup's memory bound is 200 MiB). The dict maps
+each id to a slot; the slot's fields live in typed arrays, and pack ids are
+numbered once. It answers the few calls Repository makes of a dict."""
+
+from __future__ import annotations
+
+from array import array
+
+from backups.repo.pack import Entry
+
+
+class BlobIndex:
+    def __init__(self):
+        self._slot: dict[bytes, int] = {}
+        self._pack = array("I")
+        self._kind = array("B")
+        self._offset = array("Q")
+        self._length = array("I")
+        self._raw = array("I")
+        self._pack_ids: list[str] = []
+        self._pack_no: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self._slot
+
+    def _number(self, pack_id: str) -> int:
+        number = self._pack_no.get(pack_id)
+        if number is None:
+            number = self._pack_no[pack_id] = len(self._pack_ids)
+            self._pack_ids.append(pack_id)
+        return number
+
+    def __setitem__(self, blob_id: bytes, value: tuple[str, Entry]) -> None:
+        pack_id, entry = value
+        slot = self._slot.get(blob_id)
+        if slot is None:
+            slot = self._slot[blob_id] = len(self._pack)
+            self._pack.append(0)
+            self._kind.append(0)
+            self._offset.append(0)
+            self._length.append(0)
+            self._raw.append(0)
+        self._pack[slot] = self._number(pack_id)
+        self._kind[slot] = entry.kind
+        self._offset[slot] = entry.offset
+        self._length[slot] = entry.length
+        self._raw[slot] = entry.raw_length
+
+    def _at(self, blob_id: bytes, slot: int) -> tuple[str, Entry]:
+        return (self._pack_ids[self._pack[slot]],
+                Entry(self._kind[slot], blob_id, self._offset[slot], self._length[slot], self._raw[slot]))
+
+    def __getitem__(self, blob_id: bytes) -> tuple[str, Entry]:
+        return self._at(blob_id, self._slot[blob_id])
+
+    def get(self, blob_id: bytes, default=None):
+        slot = self._slot.get(blob_id)
+        return default if slot is None else self._at(blob_id, slot)
+
+    def pack_of(self, blob_id: bytes) -> str | None:
+        slot = self._slot.get(blob_id)
+        return None if slot is None else self._pack_ids[self._pack[slot]]
+
+    def __delitem__(self, blob_id: bytes) -> None:
+        del self._slot[blob_id]  # the slot's fields stay unused
+
+    def items(self):
+        for blob_id, slot in self._slot.items():
+            yield blob_id, self._at(blob_id, slot)
+
+    def values(self):
+        for blob_id, slot in self._slot.items():
+            yield self._at(blob_id, slot)
+
+    def by_pack(self):
+        """{pack id: lazily, its (blob id, Entry) pairs}: a mapping whose
+        values are generators, built from slot numbers only."""
+        slots: dict[int, list[int]] = {}
+        ids: dict[int, bytes] = {}
+        for blob_id, slot in self._slot.items():
+            slots.setdefault(self._pack[slot], []).append(slot)
+            ids[slot] = blob_id
+        return {self._pack_ids[number]: _Entries(self, ids, members) for number, members in slots.items()}
+
+    def pack_ids(self) -> set[str]:
+        """The packs some indexed blob is in."""
+        return {self._pack_ids[self._pack[slot]] for slot in self._slot.values()}
+
+
+class _Entries:
+    """The (blob id, Entry) pairs of one pack, made when iterated."""
+
+    def __init__(self, index: BlobIndex, ids: dict, slots: list):
+        self._index, self._ids, self._slots = index, ids, slots
+
+    def __iter__(self):
+        for slot in self._slots:
+            blob_id = self._ids[slot]
+            yield blob_id, self._index._at(blob_id, slot)[1]
