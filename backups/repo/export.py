@@ -9,14 +9,14 @@ from __future__ import annotations
 import gzip
 import tarfile
 
-from backups.repo.repository import file_blob_ids
+from backups.repo.repository import PackCache, file_blob_ids
 from backups.repo.verify import _BlobStream
 
 
 def export_tar_gz(repo, snapshot_id: str, fileobj, *, compresslevel: int = 6) -> int:
     """Writes the snapshot to ``fileobj``; returns the number of files."""
     document = repo.snapshot(snapshot_id)
-    cache: dict = {}
+    cache = PackCache()
     count = 0
     with gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=compresslevel, mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:

@@ -37,19 +37,23 @@ class BlobIndex:
 
     def __setitem__(self, blob_id: bytes, value: tuple[str, Entry]) -> None:
         pack_id, entry = value
+        self.put(blob_id, pack_id, entry.kind, entry.offset, entry.length, entry.raw_length)
+
+    def put(self, blob_id: bytes, pack_id: str, kind: int, offset: int, length: int, raw_length: int) -> None:
         slot = self._slot.get(blob_id)
         if slot is None:
-            slot = self._slot[blob_id] = len(self._pack)
-            self._pack.append(0)
-            self._kind.append(0)
-            self._offset.append(0)
-            self._length.append(0)
-            self._raw.append(0)
+            self._slot[blob_id] = len(self._pack)
+            self._pack.append(self._number(pack_id))
+            self._kind.append(kind)
+            self._offset.append(offset)
+            self._length.append(length)
+            self._raw.append(raw_length)
+            return
         self._pack[slot] = self._number(pack_id)
-        self._kind[slot] = entry.kind
-        self._offset[slot] = entry.offset
-        self._length[slot] = entry.length
-        self._raw[slot] = entry.raw_length
+        self._kind[slot] = kind
+        self._offset[slot] = offset
+        self._length[slot] = length
+        self._raw[slot] = raw_length
 
     def _at(self, blob_id: bytes, slot: int) -> tuple[str, Entry]:
         return (self._pack_ids[self._pack[slot]],

@@ -37,7 +37,7 @@ from backups.engine.walk import scan
 from backups.repo import chunking
 from backups.repo.crypto import BlobError, RepoKey
 from backups.repo.index import BlobIndex
-from backups.repo.pack import DATA, Entry, PackError, PackWriter, bytes_reader, read_blob, read_header
+from backups.repo.pack import DATA, PackError, PackWriter, bytes_reader, read_blob, read_header
 
 FORMAT_VERSION = 1
 PACK_CACHE = 4  # whole packs kept while restoring: 64 MiB at most
@@ -157,8 +157,42 @@ def _encode_blob_ids(ids: list[bytes]) -> str:
     return base64.b64encode(b"".join(ids)).decode("ascii")
 
 
+def _write_pieces(path, pieces: list) -> int:
+    """Writes (offset, bytes) pieces into a file, adjacent ones joined into one write."""
+    pieces.sort(key=lambda piece: piece[0])
+    fd = os.open(path, os.O_WRONLY)
+    total = 0
+    try:
+        start, run = pieces[0][0], [pieces[0][1]]
+        end = start + len(pieces[0][1])
+        for offset, text in pieces[1:] + [(None, b"")]:
+            if offset == end:
+                run.append(text)
+                end += len(text)
+                continue
+            data = b"".join(run) if len(run) > 1 else run[0]
+            view, at = memoryview(data), start
+            while view:
+                done = os.pwrite(fd, view, at)
+                view, at = view[done:], at + done
+            total += len(data)
+            if offset is not None:
+                start, run, end = offset, [text], offset + len(text)
+    finally:
+        os.close(fd)
+    return total
+
+
 def pack_name(pack_id: str) -> str:
     return f"data/{pack_id[:2]}/{pack_id}"
+
+
+@dataclass
+class PackCache:
+    """Whole packs a reader keeps (Repository.blob), and the packs it has read once."""
+
+    packs: dict = field(default_factory=dict)
+    seen: set = field(default_factory=set)
 
 
 @dataclass
@@ -220,13 +254,15 @@ class Repository:
             except (BlobError, ValueError):
                 self.damaged_indexes.append(name)
                 continue
+            index = self._index
             for pack_id, entries in document["packs"].items():
+                here = pack_id in present
                 for kind, blob_hex, offset, length, raw_length in entries:
                     blob_id = bytes.fromhex(blob_hex)
-                    known = self._index.get(blob_id)
+                    known = index.pack_of(blob_id)
                     # A blob in two packs (repacked): the pack that is there and not marked wins.
-                    if known is None or (known[0] not in present or known[0] in self.marked) and pack_id in present:
-                        self._index[blob_id] = (pack_id, Entry(kind, blob_id, offset, length, raw_length))
+                    if known is None or (known not in present or known in self.marked) and here:
+                        index.put(blob_id, pack_id, kind, offset, length, raw_length)
 
     def knows(self, blob_id: bytes) -> bool:
         """In an index (marked for deletion or not): readable."""
@@ -351,31 +387,39 @@ class Repository:
     def snapshot(self, snapshot_id: str) -> dict:
         return json.loads(self.key.open_meta(self.store.get(f"snapshots/{snapshot_id}"), SNAPSHOT_LABEL))
 
-    def blob(self, blob_id: bytes, cache: dict | None = None) -> bytes:
-        """One blob, authenticated. With ``cache`` (a dict the caller keeps),
-        whole packs are read once and kept, at most PACK_CACHE of them: one
-        request per pack instead of one per blob on a remote target."""
+    def blob(self, blob_id: bytes, cache: "PackCache | None" = None) -> bytes:
+        """One blob, authenticated. With ``cache`` (a PackCache the caller
+        keeps), whole packs are read and kept, at most PACK_CACHE of them:
+        one request per pack instead of one per blob on a remote target. A
+        pack already read once and let go is not read whole again: its later
+        blobs (a deduplicated blob far from the rest, such as a chunk's
+        zero padding) are read by range."""
         found = self._index.get(blob_id)
         if found is None:
             raise BlobError(blob_id, "not in any index")
         pack_id, entry = found
         if cache is None:
             return read_blob(self.key, self.store.read_at(pack_name(pack_id)), entry)
-        data = cache.pop(pack_id, None)
+        data = cache.packs.pop(pack_id, None)
         if data is None:
+            if pack_id in cache.seen:
+                return read_blob(self.key, self.store.read_at(pack_name(pack_id)), entry)
             data = self.store.get(pack_name(pack_id))
-            while len(cache) >= PACK_CACHE:
-                cache.pop(next(iter(cache)))
-        cache[pack_id] = data  # most recently used last
+            cache.seen.add(pack_id)
+            while len(cache.packs) >= PACK_CACHE:
+                cache.packs.pop(next(iter(cache.packs)))
+        cache.packs[pack_id] = data  # most recently used last
         return read_blob(self.key, bytes_reader(data), entry)
 
     def restore(self, snapshot_id: str, target, *, only=None, progress=None) -> int:
         """Writes the snapshot into ``target`` (a new or empty folder); the
-        number of files. Each file is checked blob by blob as it is read.
+        number of files. Pack by pack (after restic's restorer): each pack
+        is read once, each of its blobs authenticated once and written to
+        every place the snapshot's files hold it.
         ``only``: paths (a dimension's folder, ``world/playerdata``, one file)
         — just those and what lies inside them; a path the snapshot does not
         hold is a RepositoryError before anything is written.
-        ``progress(bytes_written)`` hears each file's end."""
+        ``progress(bytes_written)`` hears each pack's end."""
         target = Path(target)
         document = self.snapshot(snapshot_id)
         items = document["files"]
@@ -392,12 +436,11 @@ class Repository:
                        for i in range(1, item["path"].count("/") + 1)}
             items = [item for item in document["files"] if item["path"] in parents and item["type"] == "dir"] + items
         target.mkdir(parents=True, exist_ok=True)
-        count = written = 0
-        cache: dict = {}
-        document = {"files": items}
+        root = target.resolve()
+        files = []
         for item in items:
             path = target / item["path"]
-            if not path.resolve().is_relative_to(target.resolve()):
+            if not path.resolve().is_relative_to(root):
                 raise RepositoryError(f"{item['path']}: outside the target")
             if item["type"] == "dir":
                 path.mkdir(parents=True, exist_ok=True)
@@ -405,21 +448,51 @@ class Repository:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(item["target"], path)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "wb") as fh:
-                    for blob_id in file_blob_ids(item):
-                        fh.write(self.blob(blob_id, cache))
-                os.chmod(path, item["mode"])
-                os.utime(path, ns=(item["mtime_ns"], item["mtime_ns"]))
-                count += 1
-                written += item["size"]
-                if progress is not None:
-                    progress(written)
-        for item in reversed(document["files"]):  # directories' times after their contents
+                files.append((path, item))
+        self._write_files(files, progress)
+        for path, item in files:
+            os.chmod(path, item["mode"])
+            os.utime(path, ns=(item["mtime_ns"], item["mtime_ns"]))
+        for item in reversed(items):  # directories' times after their contents
             if item["type"] == "dir":
                 os.chmod(target / item["path"], item["mode"])
                 os.utime(target / item["path"], ns=(item["mtime_ns"], item["mtime_ns"]))
-        return count
+        return len(files)
+
+    def _write_files(self, files: list, progress) -> None:
+        """The files' bytes, pack by pack. Every blob is looked up (and each
+        file's blobs add up to its size) before anything is written."""
+        plan: dict[str, list] = {}  # pack id -> [(blob id, file number, offset)], packs in first-use order
+        for number, (path, item) in enumerate(files):
+            offset = 0
+            for blob_id in file_blob_ids(item):
+                found = self._index.get(blob_id)
+                if found is None:
+                    raise BlobError(blob_id, f"not in any index ({item['path']})")
+                plan.setdefault(found[0], []).append((blob_id, number, offset))
+                offset += found[1].raw_length
+            if offset != item["size"]:
+                raise RepositoryError(f"{item['path']}: its blobs hold {offset} bytes, the snapshot says {item['size']}")
+        for path, item in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.truncate(item["size"])
+        written = 0
+        for pack_id in list(plan):
+            data = self.store.get(pack_name(pack_id))  # the whole pack, once (one request on a remote target)
+            reader = bytes_reader(data)
+            plaintexts: dict[bytes, bytes] = {}
+            by_file: dict[int, list] = {}
+            for blob_id, number, offset in plan.pop(pack_id):
+                text = plaintexts.get(blob_id)
+                if text is None:
+                    text = plaintexts[blob_id] = read_blob(self.key, reader, self._index[blob_id][1])
+                by_file.setdefault(number, []).append((offset, text))
+            for number, pieces in by_file.items():
+                written += _write_pieces(files[number][0], pieces)
+            del data, plaintexts, by_file
+            if progress is not None:
+                progress(written)
 
     # --- checking ------------------------------------------------------------------------
 

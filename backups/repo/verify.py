@@ -24,7 +24,7 @@ import time
 from backups.engine.verify import METHODS, MethodResult, VerificationReport, quality_level, quality_score
 from backups.engine.worldcheck import WorldCheck
 from backups.repo.crypto import BlobError
-from backups.repo.repository import RepositoryError, file_blob_ids
+from backups.repo.repository import PackCache, RepositoryError, file_blob_ids
 
 
 class _BlobStream:
@@ -81,7 +81,7 @@ def verify_snapshot(repo, snapshot_id: str, *, check_world: bool = True, sample:
         chosen = {i for i in range(len(files)) if rng.random() < sample}
         integrity.details["sampled_files"] = len(chosen)
     world_check = WorldCheck(world_result) if check_world else None
-    cache: dict = {}
+    cache = PackCache()
     contents, missing, read_bytes = [], 0, 0
     try:
         for position, item in enumerate(files):
