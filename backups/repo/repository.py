@@ -42,6 +42,7 @@ from backups.repo.pack import DATA, PackError, PackWriter, bytes_reader, read_bl
 FORMAT_VERSION = 1
 PACK_CACHE = 4  # whole packs kept while restoring: 64 MiB at most
 INDEX_PACKS = 8  # a backup writes an index file every this many packs (and at its end)
+RESTORE_BATCH = 65536  # blobs a restore plans at once (about 256 MiB of a world)
 SNAPSHOT_LABEL = b"snapshot"
 INDEX_LABEL = b"index"
 
@@ -157,8 +158,18 @@ def _encode_blob_ids(ids: list[bytes]) -> str:
     return base64.b64encode(b"".join(ids)).decode("ascii")
 
 
+def index_columns(entries) -> dict:
+    """One pack's entries as an index file stores them: by column (ids as
+    base64 of the concatenated 32-byte ids), which loads in bulk."""
+    return {"kind": base64.b64encode(bytes(e.kind for e in entries)).decode("ascii"),
+            "ids": base64.b64encode(b"".join(e.blob_id for e in entries)).decode("ascii"),
+            "offset": [e.offset for e in entries], "length": [e.length for e in entries],
+            "raw": [e.raw_length for e in entries]}
+
+
 def _write_pieces(path, pieces: list) -> int:
-    """Writes (offset, bytes) pieces into a file, adjacent ones joined into one write."""
+    """Writes (offset, bytes) pieces into a file: adjacent ones in one
+    vectored write (no copy), at most 512 buffers each."""
     pieces.sort(key=lambda piece: piece[0])
     fd = os.open(path, os.O_WRONLY)
     total = 0
@@ -166,20 +177,26 @@ def _write_pieces(path, pieces: list) -> int:
         start, run = pieces[0][0], [pieces[0][1]]
         end = start + len(pieces[0][1])
         for offset, text in pieces[1:] + [(None, b"")]:
-            if offset == end:
+            if offset == end and len(run) < 512:
                 run.append(text)
                 end += len(text)
                 continue
-            data = b"".join(run) if len(run) > 1 else run[0]
-            view, at = memoryview(data), start
-            while view:
-                done = os.pwrite(fd, view, at)
-                view, at = view[done:], at + done
-            total += len(data)
+            total += _pwritev_all(fd, run, start)
             if offset is not None:
                 start, run, end = offset, [text], offset + len(text)
     finally:
         os.close(fd)
+    return total
+
+
+def _pwritev_all(fd: int, buffers: list, offset: int) -> int:
+    total = sum(len(b) for b in buffers)
+    done = os.pwritev(fd, buffers, offset)
+    if done < total:  # a short write (rare): the rest one piece at a time
+        view, at = memoryview(b"".join(buffers))[done:], offset + done
+        while view:
+            step = os.pwrite(fd, view, at)
+            view, at = view[step:], at + step
     return total
 
 
@@ -254,15 +271,11 @@ class Repository:
             except (BlobError, ValueError):
                 self.damaged_indexes.append(name)
                 continue
-            index = self._index
             for pack_id, entries in document["packs"].items():
+                # A blob in two packs (repacked): the pack that is there and not marked wins.
                 here = pack_id in present
-                for kind, blob_hex, offset, length, raw_length in entries:
-                    blob_id = bytes.fromhex(blob_hex)
-                    known = index.pack_of(blob_id)
-                    # A blob in two packs (repacked): the pack that is there and not marked wins.
-                    if known is None or (known not in present or known in self.marked) and here:
-                        index.put(blob_id, pack_id, kind, offset, length, raw_length)
+                self._index.load(pack_id, entries,
+                                 replaces=lambda known: here and (known not in present or known in self.marked))
 
     def knows(self, blob_id: bytes) -> bool:
         """In an index (marked for deletion or not): readable."""
@@ -322,7 +335,7 @@ class Repository:
             known = parent_files.get(entry.rel)
             if (known and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns
                     and known.get("inode") == [st.st_dev, st.st_ino]
-                    and all(self.has_blob(b) for b in file_blob_ids(known))):
+                    and self._index.has_all(file_blob_ids(known), unless_in=self.marked)):
                 record["blobs"] = known["blobs"]
                 stats.files_unchanged += 1
             else:
@@ -351,8 +364,11 @@ class Repository:
         now = now or dt.datetime.now(dt.timezone.utc)
         snapshot = {"time": now.isoformat(), "parent": parent, "files": files,
                     "stats": {"files": stats.files, "bytes": stats.bytes}, "tags": dict(tags or {})}
-        sealed = self.key.seal_meta(json.dumps(snapshot).encode(), SNAPSHOT_LABEL)
-        snapshot_id = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
+        text = json.dumps(snapshot, sort_keys=True).encode()  # one copy: it is both sealed and hashed
+        del files, snapshot
+        snapshot_id = hashlib.sha256(text).hexdigest()
+        sealed = self.key.seal_meta(text, SNAPSHOT_LABEL)
+        del text
         if before_snapshot is not None:
             before_snapshot(snapshot_id)
         self.store.put(f"snapshots/{snapshot_id}", sealed)
@@ -369,7 +385,7 @@ class Repository:
         pack_id, data, entries = writer.finish()
         self.store.put(pack_name(pack_id), data)  # complete under its name before any index names it
         _checkpoint("repo-pack-written")
-        new_packs[pack_id] = [[e.kind, e.blob_id.hex(), e.offset, e.length, e.raw_length] for e in entries]
+        new_packs[pack_id] = index_columns(entries)
         for e in entries:
             self._index[e.blob_id] = (pack_id, e)
         return len(data)
@@ -460,9 +476,14 @@ class Repository:
         return len(files)
 
     def _write_files(self, files: list, progress) -> None:
-        """The files' bytes, pack by pack. Every blob is looked up (and each
-        file's blobs add up to its size) before anything is written."""
+        """The files' bytes, pack by pack, in batches of files holding about
+        RESTORE_BATCH blobs (the plan's memory stays bounded on a big world;
+        a pack a later batch needs again is read again). Every blob of a
+        batch is looked up, and each file's blobs add up to its size, before
+        the batch writes anything."""
+        written = [0]
         plan: dict[str, list] = {}  # pack id -> [(blob id, file number, offset)], packs in first-use order
+        planned = 0
         for number, (path, item) in enumerate(files):
             offset = 0
             for blob_id in file_blob_ids(item):
@@ -471,13 +492,19 @@ class Repository:
                     raise BlobError(blob_id, f"not in any index ({item['path']})")
                 plan.setdefault(found[0], []).append((blob_id, number, offset))
                 offset += found[1].raw_length
+                planned += 1
             if offset != item["size"]:
                 raise RepositoryError(f"{item['path']}: its blobs hold {offset} bytes, the snapshot says {item['size']}")
-        for path, item in files:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:
                 fh.truncate(item["size"])
-        written = 0
+            item.pop("blobs", None)  # planned: the list is not needed again
+            if planned >= RESTORE_BATCH:
+                self._write_batch(plan, files, written, progress)
+                plan, planned = {}, 0
+        self._write_batch(plan, files, written, progress)
+
+    def _write_batch(self, plan: dict, files: list, written: list, progress) -> None:
         for pack_id in list(plan):
             data = self.store.get(pack_name(pack_id))  # the whole pack, once (one request on a remote target)
             reader = bytes_reader(data)
@@ -489,10 +516,10 @@ class Repository:
                     text = plaintexts[blob_id] = read_blob(self.key, reader, self._index[blob_id][1])
                 by_file.setdefault(number, []).append((offset, text))
             for number, pieces in by_file.items():
-                written += _write_pieces(files[number][0], pieces)
+                written[0] += _write_pieces(files[number][0], pieces)
             del data, plaintexts, by_file
             if progress is not None:
-                progress(written)
+                progress(written[0])
 
     # --- checking ------------------------------------------------------------------------
 
@@ -663,8 +690,7 @@ class Repository:
         for start in range(0, len(kept), INDEX_PACKS * 4):
             packs = {}
             for pack_id in kept[start:start + INDEX_PACKS * 4]:
-                packs[pack_id] = [[e.kind, blob_id.hex(), e.offset, e.length, e.raw_length]
-                                  for blob_id, e in by_pack[pack_id]]
+                packs[pack_id] = index_columns([e for _, e in by_pack[pack_id]])
             sealed = self.key.seal_meta(json.dumps({"packs": packs}).encode(), INDEX_LABEL)
             name = f"index/{hashlib.sha256(sealed).hexdigest()}"
             self.store.put(name, sealed)
