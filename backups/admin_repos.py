@@ -24,7 +24,7 @@ class SnapshotRepositoryAdmin(ReadOnlyAdminMixin, SuperuserOnly, admin.ModelAdmi
     list_filter = ("active", "target")
     search_fields = ("server_name", "location", "repo_uid")
     list_select_related = ("target",)
-    actions = ["rotate_key", "prune_now"]
+    actions = ["rotate_key", "prune_now", "full_read_next"]
     exclude = ("kek_sealed",)
 
     def get_readonly_fields(self, request, obj=None):
@@ -62,6 +62,14 @@ class SnapshotRepositoryAdmin(ReadOnlyAdminMixin, SuperuserOnly, admin.ModelAdmi
         if done:
             self.message_user(request, f"{done} repository key(s) rotated. Export the keys again "
                                        "(the old export no longer opens them).", messages.WARNING)
+
+    @admin.action(description="Read every file at the next snapshot (trust no size, mtime or inode)")
+    def full_read_next(self, request, queryset):
+        rows = list(queryset.filter(active=True, server__isnull=False).select_related("server"))
+        for row in rows:
+            snapshots.repository_full_read_next(server=row.server, actor=request.user, request=request,
+                                                source="admin")
+        self.message_user(request, f"{len(rows)} repositories: the next snapshot reads every file.")
 
     @admin.action(description="Prune now (unused data is marked, and deleted by the next prune)")
     def prune_now(self, request, queryset):

@@ -522,6 +522,8 @@ class SnapshotRepository(models.Model):
     kek_sealed = models.TextField(editable=False)
     key_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     active = models.BooleanField(default=True, help_text="Backups of the server are snapshots here")
+    full_read_next = models.BooleanField(
+        default=False, help_text="The next snapshot reads every file again (size, mtime and inode not trusted)")
     stored_bytes = models.BigIntegerField(default=0, help_text="Bytes in the repository's packs")
     logical_bytes = models.BigIntegerField(default=0, help_text="Sum of the world sizes of its snapshots")
     pruned_at = models.DateTimeField(null=True, blank=True)

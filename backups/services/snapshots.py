@@ -140,6 +140,21 @@ def backup_format_set(*, server, backup_format: str, target_name: str | None = N
     return repository_enable(server=server, target=target, actor=actor, request=request, source=source)
 
 
+def repository_full_read_next(*, server, actor=None, request=None, source: str = "command") -> SnapshotRepository:
+    """The next snapshot of the server reads every file, trusting no size,
+    mtime or inode (after a restore from elsewhere, a clock jump, or to be
+    sure). DomainError when the server's backups are not incremental."""
+    row = repository_of(server)
+    if row is None or not row.active:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, f"{server.name}'s backups are archives: every archive reads "
+                                                      "every file already")
+    SnapshotRepository.objects.filter(pk=row.pk).update(full_read_next=True)
+    row.full_read_next = True
+    audit(actor=actor, action="repository.full_read_next", obj=row, request=request, source=source,
+          detail={"server": server.name})
+    return row
+
+
 def repository_rotate_key(*, row: SnapshotRepository, actor=None, request=None, source: str = "admin") -> None:
     """A new key-encryption key: the repository key is wrapped by it, the
     database keeps it, then the old wraps go. No blob is encrypted again.
@@ -297,6 +312,7 @@ def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, excl
         SnapshotRepository.objects.filter(pk=row.pk).update(node=settings.MCSITE_NODE)
         BackupRecord.objects.filter(repository=row).update(node=settings.MCSITE_NODE)
         row.node = settings.MCSITE_NODE
+    force_read = force_read or row.full_read_next
     parent = None if force_read else parent_of(row)
     with opened(row, create=True) as repo:
         if parent is not None and parent not in set(repo.snapshots()):
@@ -307,7 +323,8 @@ def snapshot_take(record: BackupRecord, row: SnapshotRepository, folder, *, excl
         except BlobError as exc:
             raise DomainError(ErrorCode.BACKUP_CORRUPTED, f"The parent snapshot does not read: {exc}") from None
         stored = repo.stored_bytes()
-    SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored)
+    SnapshotRepository.objects.filter(pk=row.pk).update(stored_bytes=stored, **(
+        {"full_read_next": False} if row.full_read_next else {}))
     return SnapshotResult(snapshot_id=snapshot_id, size_bytes=stats.bytes_new, total_bytes=stats.bytes,
                           file_count=stats.files, files_unchanged=stats.files_unchanged)
 

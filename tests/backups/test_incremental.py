@@ -547,3 +547,21 @@ def test_choosing_incremental_again_after_a_move_starts_a_new_repository_and_kee
     assert second.repository_id == new.pk and second.files_unchanged == 0  # a repository of its own
     first.refresh_from_db()
     assert first.repository_id == old.pk and first.status == "succeeded"
+
+
+def test_backup_now_full_read_reads_every_file_once_and_archives_refuse_it(incremental, take_backup, alice,
+                                                                           make_server):
+    from django.core.management import CommandError, call_command
+
+    take_backup(incremental)
+    out = io.StringIO()
+    call_command("backup_now", incremental.name, "--full-read", "--no-progress", stdout=out)
+    full = BackupRecord.objects.filter(server=incremental).first()
+    assert full.files_unchanged == 0 and full.size_bytes < 100_000, "every file read, nothing new stored"
+    assert not SnapshotRepository.objects.get(server=incremental).full_read_next
+    again = take_backup(incremental)
+    assert again.files_unchanged == again.file_count  # the one after trusts the metadata again
+    archive = make_server(alice, "creative")
+    with pytest.raises(CommandError) as refused:
+        call_command("backup_now", archive.name, "--full-read", "--no-progress", stdout=out)
+    assert refused.value.returncode == 2 and "archives" in str(refused.value)

@@ -1,5 +1,8 @@
 """Back up a server now, in this process, with a progress bar per phase.
 
+``--full-read`` (incremental servers): the snapshot reads every file, even
+those whose size, mtime and inode match the last snapshot.
+
 Exit codes: 0 backed up and verified; 1 the backup failed; 2 bad arguments
 or unknown server; 3 a backup was written but its verification failed;
 4 another backup or restore of the server is in progress."""
@@ -12,6 +15,7 @@ from backups.management.progress import phase_progress
 from backups.models import BackupRecord
 from backups.services.lifecycle import failed_methods
 from backups.services.runs import backup_run, backup_trigger
+from backups.services.snapshots import repository_full_read_next
 from mcsite.errors import DomainError
 
 
@@ -20,10 +24,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="server name (any case), folder or id")
+        parser.add_argument("--full-read", action="store_true",
+                            help="incremental servers: read every file, even those unchanged since the last snapshot")
         add_progress_argument(parser)
 
-    def handle(self, *args, server: str, no_progress: bool = False, **options):
+    def handle(self, *args, server: str, no_progress: bool = False, full_read: bool = False, **options):
         target = server_here(server)
+        try:
+            if full_read:
+                repository_full_read_next(server=target, source="command")
+        except DomainError as exc:
+            raise CommandError(f"--full-read: {exc.message}", returncode=2) from None
         try:
             record = backup_trigger(server=target, source="command", enqueue=False)
         except DomainError as exc:
