@@ -40,7 +40,7 @@ from backups.repo.index import BlobIndex
 from backups.repo.pack import DATA, PackError, PackWriter, bytes_reader, read_blob, read_header
 
 FORMAT_VERSION = 1
-PACK_CACHE = 4  # whole packs kept while restoring: 64 MiB at most
+PACK_CACHE = 4  # whole packs a reader keeps (verify, export): 64 MiB at most
 INDEX_PACKS = 8  # a backup writes an index file every this many packs (and at its end)
 RESTORE_BATCH = 65536  # blobs a restore plans at once (about 256 MiB of a world)
 SNAPSHOT_LABEL = b"snapshot"
