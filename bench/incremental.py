@@ -198,8 +198,9 @@ def render(r: dict, mach: dict) -> str:
         ("first snapshot", f"{first:.1f} s", f"{r['first_bytes'] / 2**20:,.0f} MiB",
          f"{first / tar:.2f}× tar", "≤ 1.2× tar", f"{r['first']['rss_mb']:.0f}"),
         ("unchanged world again", f"{r['again']['wall']:.2f} s", f"+{r['again_added'] / 2**10:,.0f} KiB",
-         f"{r['again']['wall'] / first:.1%} of the time, +{r['again_added'] / w:.3%} storage",
-         "≤ 5 % time, ≤ 1 % storage", f"{r['again']['rss_mb']:.0f}"),
+         f"{r['again']['wall'] / first:.1%} of the first snapshot's time, {r['again']['wall'] / tar:.1%} of "
+         f"`tar -czf`'s; +{r['again_added'] / w:.3%} storage",
+         "≤ 5 % of a full backup's time, ≤ 1 % storage", f"{r['again']['rss_mb']:.0f}"),
         (f"{r['change']['changed']:,} of {r['change']['chunks']:,} chunks changed in {r['change']['files_changed']} "
          f"of {r['change']['files']} region files", f"{r['changed']['wall']:.1f} s",
          f"+{r['changed_added'] / 2**20:,.1f} MiB", f"+{r['changed_added'] / w:.2%} of the world", "≤ 3 %",

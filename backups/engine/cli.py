@@ -75,14 +75,18 @@ def load_keys_file(path: str) -> list[EncryptionSpec]:
     """The secrets of an export (``manage.py export_keys``), current first, as
     ``EncryptionSpec``s for a ``Keyring``. Raises ``UsageError`` naming the
     problem when the file is unreadable or not an export this version reads."""
+    return specs_from_document(read_keys_document(path), where=path)
+
+
+def read_keys_document(path: str):
+    """The JSON of a keys file; UsageError when it cannot be read or is not JSON."""
     try:
         with open(path, "rb") as fh:
-            doc = json.loads(fh.read(16 * 1024 * 1024))
+            return json.loads(fh.read(16 * 1024 * 1024))
     except OSError as exc:
         raise UsageError(f"cannot read the keys file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(f"the keys file {path} is not JSON: {exc}") from None
-    return specs_from_document(doc, where=path)
 
 
 def specs_from_document(doc, *, where: str) -> list[EncryptionSpec]:

@@ -15,35 +15,18 @@ operation failed; 2 bad arguments or no key opens the repository."""
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 
+from backups.engine.cli import UsageError, read_keys_document
 from backups.repo.export import export_tar_gz
-from backups.repo.repository import LocalStore, Repository, RepositoryError
-
-
-class UsageError(Exception):
-    pass
+from backups.repo.repository import LocalStore, Repository, RepositoryError, keks_of_export
 
 
 def _keks(path: str) -> list[bytes]:
-    try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read(16 * 1024 * 1024))
-    except OSError as exc:
-        raise UsageError(f"cannot read the keys file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"the keys file {path} is not JSON: {exc}") from None
-    entries = doc.get("repositories") if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not entries:
+    keys = keks_of_export(read_keys_document(path))
+    if not keys:
         raise UsageError(f"{path} holds no repository keys (a keys export made after the repository existed has them)")
-    keys = []
-    for entry in entries:
-        try:
-            keys.append(base64.b64decode(entry["key"], validate=True))
-        except (KeyError, TypeError, ValueError):
-            continue
     return keys
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 from dataclasses import dataclass
 
 import zstandard
@@ -35,6 +36,23 @@ TAG_BYTES = 16
 OVERHEAD = NONCE_BYTES + TAG_BYTES + 1
 RAW, ZSTD = 0, 1
 ZSTD_LEVEL = 3
+_CONTEXTS = threading.local()
+
+
+def _zstd():
+    """This thread's zstd contexts, made once: a context a blob would cost
+    allocating and freeing megabytes each time (and the heap grows ragged)."""
+    contexts = getattr(_CONTEXTS, "value", None)
+    if contexts is None:
+        contexts = _CONTEXTS.value = _Contexts(zstandard.ZstdCompressor(level=ZSTD_LEVEL),
+                                               zstandard.ZstdDecompressor())
+    return contexts
+
+
+@dataclass(frozen=True)
+class _Contexts:
+    compressor: zstandard.ZstdCompressor
+    decompressor: zstandard.ZstdDecompressor
 
 
 class BlobError(Exception):
@@ -73,7 +91,7 @@ class RepoKey:
     def seal(self, plaintext: bytes, *, blob_id: bytes | None = None) -> tuple[bytes, bytes]:
         """(id, sealed bytes) of a plaintext."""
         blob_id = blob_id or self.blob_id(plaintext)
-        packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(plaintext) if plaintext else b""
+        packed = _zstd().compressor.compress(plaintext) if plaintext else b""
         body = bytes([ZSTD]) + packed if plaintext and len(packed) < len(plaintext) - len(plaintext) // 32 \
             else bytes([RAW]) + plaintext
         nonce = os.urandom(NONCE_BYTES)
@@ -91,7 +109,7 @@ class RepoKey:
             plaintext = body[1:]
         elif body[0] == ZSTD:
             try:
-                plaintext = zstandard.ZstdDecompressor().decompress(body[1:], max_output_size=max_size)
+                plaintext = _zstd().decompressor.decompress(body[1:], max_output_size=max_size)
             except zstandard.ZstdError as exc:
                 raise BlobError(blob_id, f"does not decompress ({exc})") from None
         else:
@@ -104,7 +122,7 @@ class RepoKey:
         """A repository document (a pack header, an index, a snapshot),
         compressed and sealed with ``label`` as its AAD, so one kind of
         document cannot be passed off as another."""
-        body = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(plaintext)
+        body = _zstd().compressor.compress(plaintext)
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, body, b"meta:" + label)
 
@@ -116,6 +134,6 @@ class RepoKey:
         except InvalidTag:
             raise BlobError(label, "authentication failed") from None
         try:
-            return zstandard.ZstdDecompressor().decompress(body, max_output_size=max_size)
+            return _zstd().decompressor.decompress(body, max_output_size=max_size)
         except zstandard.ZstdError as exc:
             raise BlobError(label, f"does not decompress ({exc})") from None

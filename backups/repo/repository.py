@@ -733,6 +733,22 @@ class Repository:
         raise RepositoryError("none of this repository's keys opens with the key given")
 
 
+def keks_of_export(document) -> list[bytes]:
+    """The repository key-encryption keys of a keys export (its
+    ``repositories`` list; docs/format.md); entries that are not 32 bytes of
+    base64 are passed over."""
+    keys = []
+    entries = document.get("repositories") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            key = base64.b64decode(entry["key"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if len(key) == 32:
+            keys.append(key)
+    return keys
+
+
 def wrap_key(key: RepoKey, kek: bytes) -> bytes:
     """``nonce ‖ AES-256-GCM(kek, nonce, repository key, aad="mcsite repository key")``."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

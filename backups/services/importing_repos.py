@@ -13,7 +13,6 @@ reads them."""
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -27,19 +26,6 @@ from backups.services.importing import IMPORTED, KNOWN, SKIPPED, Outcome
 from backups.services.snapshots import TARGET_FOLDER, refresh_totals
 from mcsite.audit import audit
 from servers.models import Server
-
-
-def repository_keys_of(document: dict | None) -> list[bytes]:
-    """The key-encryption keys a keys export holds (its ``repositories``)."""
-    keys = []
-    for entry in (document or {}).get("repositories", []) or []:
-        try:
-            key = base64.b64decode(entry["key"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            continue
-        if len(key) == 32:
-            keys.append(key)
-    return keys
 
 
 def import_repositories(*, target: StorageTarget, keys: list[bytes], remote, server: Server | None = None,

@@ -21,7 +21,8 @@ from backups.management.lookup import server_arg
 from backups.models import StorageTarget
 from backups.offsite import OffsiteError, open_target
 from backups.services.importing import IMPORTED, KNOWN, LINKED, SKIPPED, import_from_target
-from backups.services.importing_repos import import_repositories, repository_keys_of
+from backups.repo.repository import keks_of_export
+from backups.services.importing_repos import import_repositories
 
 
 class Command(BaseCommand):
@@ -58,7 +59,7 @@ class Command(BaseCommand):
             outcomes = import_from_target(target=row, server=chosen, owner=user, dry_run=dry_run)
             # Incremental repositories on the target (issue #14), opened with the keys file's repository keys.
             with open_target(row.config()) as remote:
-                outcomes += import_repositories(target=row, keys=repository_keys_of(document), remote=remote,
+                outcomes += import_repositories(target=row, keys=keks_of_export(document), remote=remote,
                                                 server=chosen, owner=user, dry_run=dry_run)
         except OffsiteError as exc:
             raise CommandError(f"{exc.code}: {exc.message}", returncode=1) from None
