@@ -25,10 +25,13 @@ server's node, or ``mcsite-repo/server-<id>-<random>`` on a storage target.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import queue
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -70,16 +73,22 @@ def repository_enable(*, server, target: StorageTarget | None = None, actor=None
                       source: str = "api") -> SnapshotRepository:
     """The server's backups become snapshots. A server that had a repository
     gets it back (its snapshots are still there); its place cannot change
-    once it holds snapshots (they would be left behind)."""
+    once it holds snapshots (they would be left behind). A repository left
+    on another game host, or gone from this one, is replaced by a new one in
+    a folder of its own."""
     if target is not None and not target.enabled:
         raise DomainError(ErrorCode.VALIDATION_ERROR, f"Storage target {target.name} is disabled",
                           details={"repository_target": ["This storage target is disabled."]})
     with transaction.atomic():
         row = SnapshotRepository.objects.select_for_update().filter(server=server).first()
         replacing = False
-        if row is not None and row.target_id is None and target is None and row.node and row.node != server.node:
-            # The server moved to another game host: the old repository stays on the old host with its
-            # snapshots (still listed, restorable there), and a new one starts here.
+        moved = row is not None and row.target_id is None and target is None and bool(row.node) \
+            and row.node != server.node
+        vanished = row is not None and row.target_id is None and target is None and bool(row.repo_uid) \
+            and where_readable(row) and not repository_present(row)
+        if moved or vanished:
+            # The server moved to another game host (the old repository stays on the old host with its
+            # snapshots, still listed), or its repository vanished from this host: a new one starts here.
             SnapshotRepository.objects.filter(pk=row.pk).update(server=None, active=False)
             row, replacing = None, True
         if row is not None and row.target_id != (target.pk if target else None):
@@ -234,6 +243,12 @@ def opened(row: SnapshotRepository, *, create: bool = False):
             store = TargetStore(target, row.location)
         try:
             if create and not store.exists("config"):
+                if row.repo_uid:  # it was written once: a vanished repository is said, never silently replaced
+                    where = f"storage target {row.target.name}" if row.target_id else "this game host's backup root"
+                    raise DomainError(ErrorCode.BACKUP_FAILED,
+                                      f"The server's repository ({row.location}) is missing from {where}: put its "
+                                      "folder back, or choose Incremental again on the backup page to start a new "
+                                      "repository (the snapshots in the missing one cannot be restored)")
                 repo = Repository.init(store, RepoKey.generate())
                 repo.add_key(row.kek)
                 uid = _config_id(store)
@@ -254,8 +269,6 @@ def opened(row: SnapshotRepository, *, create: bool = False):
 
 
 def _config_id(store) -> str:
-    import json
-
     return json.loads(store.get("config")).get("id", "")
 
 
@@ -367,9 +380,6 @@ def require_intact(record: BackupRecord) -> None:
     """Before a restore stops anything: the snapshot is in its repository,
     its document still hashes to its id and every blob it needs is indexed
     in a pack that is there. (Each blob is authenticated as it is written.)"""
-    import hashlib
-    import json
-
     with opened(record.repository) as repo:
         try:
             document = repo.snapshot(record.snapshot_id)
@@ -392,8 +402,6 @@ def extract_to_staging(record: BackupRecord, target_dir, *, progress=None, on_st
     """The snapshot (or ``only`` its chosen paths) written into a new staging
     folder beside ``target_dir``, every blob authenticated as it is written;
     the folder is removed on any failure."""
-    import shutil
-
     started = time.monotonic()
     target = os.path.abspath(os.fspath(target_dir))
     parent, base = os.path.split(target)

@@ -565,3 +565,25 @@ def test_backup_now_full_read_reads_every_file_once_and_archives_refuse_it(incre
     with pytest.raises(CommandError) as refused:
         call_command("backup_now", archive.name, "--full-read", "--no-progress", stdout=out)
     assert refused.value.returncode == 2 and "archives" in str(refused.value)
+
+
+def test_a_vanished_repository_is_said_not_silently_replaced_and_incremental_again_starts_anew(
+        incremental, take_backup, settings):
+    import shutil
+
+    from backups.services.runs import backup_run, backup_trigger
+
+    first = take_backup(incremental)
+    row = SnapshotRepository.objects.get(server=incremental)
+    shutil.rmtree(Path(settings.MCSITE_BACKUP_ROOT) / row.location)  # a wiped disk
+    record = backup_trigger(server=incremental, actor=incremental.owner, enqueue=False)
+    backup_run(backup_id=record.pk)
+    record.refresh_from_db()
+    assert record.status == "failed" and "missing" in record.error_message and row.location in record.error_message
+    assert not (Path(settings.MCSITE_BACKUP_ROOT) / row.location).exists(), "nothing was made in its place"
+
+    snapshots.repository_enable(server=incremental, actor=incremental.owner)
+    fresh = take_backup(incremental)
+    assert fresh.repository_id != row.pk and fresh.files_unchanged == 0
+    first.refresh_from_db()
+    assert first.repository_id == row.pk
