@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import tarfile
 
-from backups.repo.repository import PackCache, file_blob_ids
+from backups.repo.repository import PackCache
 from backups.repo.verify import _BlobStream
 
 
@@ -33,6 +33,6 @@ def export_tar_gz(repo, snapshot_id: str, fileobj, *, compresslevel: int = 6) ->
                 tar.addfile(info)
             else:
                 info.size = item["size"]
-                tar.addfile(info, _BlobStream(repo, file_blob_ids(item), cache))
+                tar.addfile(info, _BlobStream(repo, repo.blob_ids(item, cache), cache))
                 count += 1
     return count

@@ -37,12 +37,14 @@ from backups.engine.walk import scan
 from backups.repo import chunking
 from backups.repo.crypto import BlobError, RepoKey
 from backups.repo.index import BlobIndex
-from backups.repo.pack import DATA, PackError, PackWriter, bytes_reader, read_blob, read_header
+from backups.repo.pack import DATA, TREE, PackError, PackWriter, bytes_reader, read_blob, read_header
 
 FORMAT_VERSION = 1
 PACK_CACHE = 4  # whole packs a reader keeps (verify, export): 64 MiB at most
 INDEX_PACKS = 8  # a backup writes an index file every this many packs (and at its end)
 RESTORE_BATCH = 65536  # blobs a restore plans at once (about 256 MiB of a world)
+INLINE_BLOBS = 8  # a file of more blobs keeps its id list in a tree blob ("list"), not in the snapshot
+TREE_PACK_SIZE = 4 * 1024 * 1024  # tree blobs go to packs of their own, small: a reader keeps a few whole
 SNAPSHOT_LABEL = b"snapshot"
 INDEX_LABEL = b"index"
 
@@ -319,6 +321,8 @@ class Repository:
             {f["path"]: f for f in self.snapshot(parent)["files"] if f["type"] == "file"}
         stats = SnapshotStats()
         writer = PackWriter(self.key)
+        trees = PackWriter(self.key, target_size=TREE_PACK_SIZE)
+        tree_cache = PackCache()
         new_packs: dict[str, list] = {}
         files = []
         result = scan(os.fspath(folder), exclude)
@@ -334,9 +338,8 @@ class Repository:
             record.update(type="file", size=st.st_size, inode=[st.st_dev, st.st_ino])
             known = parent_files.get(entry.rel)
             if (known and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns
-                    and known.get("inode") == [st.st_dev, st.st_ino]
-                    and self._index.has_all(file_blob_ids(known), unless_in=self.marked)):
-                record["blobs"] = known["blobs"]
+                    and known.get("inode") == [st.st_dev, st.st_ino] and self._reusable(known, tree_cache)):
+                record.update({k: known[k] for k in ("blobs", "list") if k in known})
                 stats.files_unchanged += 1
             else:
                 blobs = []
@@ -351,14 +354,25 @@ class Repository:
                             if len(new_packs) >= INDEX_PACKS:
                                 self._write_index(new_packs)  # memory stays bounded on a big world
                     blobs.append(blob_id)
-                record["blobs"] = _encode_blob_ids(blobs)
+                if len(blobs) <= INLINE_BLOBS:
+                    record["blobs"] = _encode_blob_ids(blobs)
+                else:  # the list as a blob of its own: an unchanged file costs the next snapshot 64 bytes
+                    listing = b"".join(blobs)
+                    list_id = self.key.blob_id(listing)
+                    if not self.has_blob(list_id) and list_id not in trees:
+                        trees.add(listing, kind=TREE, blob_id=list_id)
+                        if trees.full:
+                            stats.bytes_new += self._flush(trees, new_packs)
+                            trees = PackWriter(self.key, target_size=TREE_PACK_SIZE)
+                    record["list"] = list_id.hex()
             stats.files += 1
             stats.bytes += st.st_size
             files.append(record)
             if progress is not None:
                 progress(stats.bytes)
-        if writer.entries:
-            stats.bytes_new += self._flush(writer, new_packs)
+        for last in (writer, trees):
+            if last.entries:
+                stats.bytes_new += self._flush(last, new_packs)
         if new_packs:  # every new blob is indexed before the snapshot that needs it exists
             self._write_index(new_packs)
         now = now or dt.datetime.now(dt.timezone.utc)
@@ -373,6 +387,27 @@ class Repository:
             before_snapshot(snapshot_id)
         self.store.put(f"snapshots/{snapshot_id}", sealed)
         return snapshot_id, stats
+
+    def _reusable(self, known: dict, cache: "PackCache") -> bool:
+        """A parent's file can be taken unread: its blobs (and its list's) are
+        indexed in packs prune has not marked."""
+        try:
+            ids = self.blob_ids(known, cache)
+        except (BlobError, RepositoryError):
+            return False
+        listed = [bytes.fromhex(known["list"])] if "list" in known else []
+        return self._index.has_all(ids + listed, unless_in=self.marked)
+
+    def blob_ids(self, item: dict, cache: "PackCache | None" = None) -> list[bytes]:
+        """A snapshot file's blob ids, in order: inline (``blobs``) or read
+        from its tree blob (``list``); BlobError when that does not read."""
+        if "list" in item:
+            listing = self.blob(bytes.fromhex(item["list"]), cache)
+            return [listing[i:i + 32] for i in range(0, len(listing), 32)]
+        return file_blob_ids(item)
+
+    def list_id(self, item: dict) -> bytes | None:
+        return bytes.fromhex(item["list"]) if "list" in item else None
 
     def _write_index(self, new_packs: dict) -> None:
         """An index file of the packs written since the last one (all complete)."""
@@ -484,9 +519,10 @@ class Repository:
         written = [0]
         plan: dict[str, list] = {}  # pack id -> [(blob id, file number, offset)], packs in first-use order
         planned = 0
+        lists = PackCache()
         for number, (path, item) in enumerate(files):
             offset = 0
-            for blob_id in file_blob_ids(item):
+            for blob_id in self.blob_ids(item, lists):
                 found = self._index.get(blob_id)
                 if found is None:
                     raise BlobError(blob_id, f"not in any index ({item['path']})")
@@ -499,6 +535,7 @@ class Repository:
             with open(path, "wb") as fh:
                 fh.truncate(item["size"])
             item.pop("blobs", None)  # planned: the list is not needed again
+            item.pop("list", None)
             if planned >= RESTORE_BATCH:
                 self._write_batch(plan, files, written, progress)
                 plan, planned = {}, 0
@@ -564,8 +601,19 @@ class Repository:
             except (BlobError, RepositoryError) as exc:
                 problems[snapshot_id] = [f"the snapshot itself does not read ({exc})"]
                 continue
+            lists = PackCache()
             for item in document["files"]:
-                for blob_id in file_blob_ids(item):
+                listed = self.list_id(item)
+                if listed is not None and (listed not in self._index or listed in bad_blobs):
+                    why = bad_blobs.get(listed, "its blob list is in no index")
+                    problems.setdefault(snapshot_id, []).append(f"{item['path']}: {why}")
+                    continue
+                try:
+                    ids = self.blob_ids(item, lists)
+                except BlobError as exc:
+                    problems.setdefault(snapshot_id, []).append(f"{item['path']}: its blob list does not read ({exc})")
+                    continue
+                for blob_id in ids:
                     if blob_id not in self._index:
                         problems.setdefault(snapshot_id, []).append(f"{item['path']}: a blob no index knows")
                         break
@@ -584,9 +632,13 @@ class Repository:
 
     def _referenced(self) -> set[bytes]:
         used = set()
+        lists = PackCache()
         for snapshot_id in self.snapshots():
             for item in self.snapshot(snapshot_id)["files"]:
-                used.update(file_blob_ids(item))
+                listed = self.list_id(item)
+                if listed is not None:
+                    used.add(listed)
+                used.update(self.blob_ids(item, lists))
         return used
 
     def _backups_running(self, stale: dt.timedelta) -> bool:

@@ -24,7 +24,7 @@ import time
 from backups.engine.verify import METHODS, MethodResult, VerificationReport, quality_level, quality_score
 from backups.engine.worldcheck import WorldCheck
 from backups.repo.crypto import BlobError
-from backups.repo.repository import PackCache, RepositoryError, file_blob_ids
+from backups.repo.repository import PackCache, RepositoryError
 
 
 class _BlobStream:
@@ -89,7 +89,12 @@ def verify_snapshot(repo, snapshot_id: str, *, check_world: bool = True, sample:
             contents.append((item["path"], item.get("size", 0), kind))
             if item["type"] != "file":
                 continue
-            blobs = file_blob_ids(item)
+            try:
+                blobs = repo.blob_ids(item, cache)
+            except (BlobError, RepositoryError) as exc:
+                missing += 1
+                integrity.error(f"{item['path']}: its blob list does not read ({exc})")
+                continue
             unknown = [b for b in blobs if not repo.knows(b)]
             if unknown:
                 missing += 1

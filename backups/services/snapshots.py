@@ -50,7 +50,7 @@ from backups.models import BackupRecord, BackupSettings, SnapshotRepository, Sto
 from backups.offsite import OffsiteError, open_target
 from backups.repo.crypto import BlobError, RepoKey
 from backups.repo.export import export_tar_gz
-from backups.repo.repository import LocalStore, Repository, RepositoryError, file_blob_ids
+from backups.repo.repository import LocalStore, Repository, RepositoryError
 from backups.repo.target_store import TargetStore
 from backups.repo.verify import verify_snapshot
 from backups.services.lifecycle import checkpoint
@@ -390,7 +390,13 @@ def require_intact(record: BackupRecord) -> None:
             raise DomainError(ErrorCode.BACKUP_CORRUPTED, "Backup is corrupted: the snapshot's checksum no longer matches")
         present = {name.rsplit("/", 1)[1] for name in repo.store.list("data")}
         for item in document["files"]:
-            for blob_id in file_blob_ids(item):
+            listed = repo.list_id(item)
+            try:
+                ids = repo.blob_ids(item) + ([listed] if listed else [])
+            except BlobError as exc:
+                raise DomainError(ErrorCode.BACKUP_CORRUPTED,
+                                  f"Backup is corrupted: {item['path']}'s blob list does not read ({exc})") from None
+            for blob_id in ids:
                 pack = repo.pack_of(blob_id)
                 if pack is None or pack not in present:
                     raise DomainError(ErrorCode.BACKUP_CORRUPTED,

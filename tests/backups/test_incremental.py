@@ -137,9 +137,15 @@ def test_a_path_the_snapshot_does_not_hold_is_refused_before_anything_runs(incre
     assert not RestoreRequest.objects.exists()
 
 
-def _damage_a_pack(settings, server) -> None:
+def _damage_a_pack(settings, server, *, data_only: bool = False) -> None:
+    """A flipped byte in every pack (``data_only``: in every pack that holds no file's blob list)."""
     repo = SnapshotRepository.objects.get(server=server)
     packs = sorted(p for p in (Path(settings.MCSITE_BACKUP_ROOT) / repo.location / "data").rglob("*") if p.is_file())
+    if data_only:
+        with snapshots.opened(repo) as opened_repo:
+            lists = {opened_repo.pack_of(opened_repo.list_id(f)) for sid in opened_repo.snapshots()
+                     for f in opened_repo.snapshot(sid)["files"] if "list" in f}
+        packs = [p for p in packs if p.name not in lists]
     for pack in packs:
         data = bytearray(pack.read_bytes())
         data[len(data) // 3] ^= 0xFF
@@ -151,15 +157,22 @@ def test_a_damaged_pack_fails_verification_and_the_restore_leaves_the_folder_unt
     record = take_backup(incremental)
     (incremental.path / "notes.txt").write_text("current")
     before = tree(incremental.path)
-    _damage_a_pack(settings, incremental)
+    _damage_a_pack(settings, incremental, data_only=True)
 
     report_record = backup_verify(record=record, actor=incremental.owner)
     assert not report_record.verification_passed
     errors = report_record.verification["methods"]["archive_integrity"]["errors"]
     assert errors and any("world/" in e for e in errors)
 
-    row = restore(incremental, record)
+    row = restore(incremental, record)  # the blob lists read: the data is found damaged while it is written
     assert row.status == "failed" and row.error_code == "BACKUP_CORRUPTED"
+    assert tree(incremental.path) == before
+
+    _damage_a_pack(settings, incremental)  # now the blob lists too: refused before anything is queued
+    with pytest.raises(DomainError) as caught:
+        restores.restore_request(server=incremental, backup_filename=record.filename, actor=incremental.owner,
+                                 enqueue=False)
+    assert caught.value.code == ErrorCode.BACKUP_CORRUPTED
     assert tree(incremental.path) == before
 
 

@@ -98,7 +98,8 @@ def test_check_names_what_damage_hurts_and_other_snapshots_still_restore(repo, w
     hurt, _ = repo.backup(world)
     root = tmp_path / "repo"
     packs = [p for p in _packs(root) if p.is_file()]
-    kept_packs = {repo.pack_of(b) for f in repo.snapshot(kept)["files"] for b in file_blob_ids(f)}
+    kept_packs = {repo.pack_of(b) for f in repo.snapshot(kept)["files"]
+                  for b in repo.blob_ids(f) + ([repo.list_id(f)] if "list" in f else [])}
     target = next(p for p in packs if p.name not in kept_packs)
     if damage == "flipped byte":
         data = bytearray(target.read_bytes())
@@ -197,10 +198,18 @@ def test_a_big_world_is_indexed_as_it_goes_and_prune_rewrites_the_index_in_parts
         "extra.bin": hashlib.sha256((tmp_path / "out" / "world" / "extra.bin").read_bytes()).hexdigest()}}
 
 
-def test_blob_lists_are_compact_and_old_hex_lists_still_read(repo, world):
+def test_blob_lists_are_inline_for_small_files_and_tree_blobs_for_big_ones(repo, world, tmp_path):
     snapshot_id, _ = repo.backup(world)
-    item = next(f for f in repo.snapshot(snapshot_id)["files"] if f["type"] == "file" and f["size"])
-    assert isinstance(item["blobs"], str)  # base64 of the concatenated ids
-    ids = file_blob_ids(item)
+    files = [f for f in repo.snapshot(snapshot_id)["files"] if f["type"] == "file" and f["size"]]
+    small = next(f for f in files if "blobs" in f)
+    assert isinstance(small["blobs"], str) and "list" not in small  # base64 of the concatenated ids
+    ids = file_blob_ids(small)
     assert ids and all(len(b) == 32 for b in ids)
-    assert file_blob_ids({"blobs": [b.hex() for b in ids]}) == ids
+    assert file_blob_ids({"blobs": [b.hex() for b in ids]}) == ids  # the first format still reads
+    region = next(f for f in files if f["path"].endswith(".mca") and "list" in f)
+    assert "blobs" not in region and len(repo.blob_ids(region)) > 8
+    again, _ = repo.backup(world, parent=snapshot_id)
+    # unchanged files: the same entries and lists, nothing read or stored
+    assert repo.snapshot(again)["files"] == repo.snapshot(snapshot_id)["files"]
+    repo.restore(again, tmp_path / "out")
+    assert tree(tmp_path / "out") == tree(world)
