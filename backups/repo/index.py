@@ -138,6 +138,16 @@ class BlobIndex:
             ids[slot] = blob_id
         return {self._pack_ids[number]: _Entries(self, ids, members) for number, members in slots.items()}
 
+    def pack_ends(self) -> dict[str, int]:
+        """{pack id: the end of its last indexed blob}."""
+        ends: dict[int, int] = {}
+        for slot in self._slot.values():
+            end = self._offset[slot] + self._length[slot]
+            number = self._pack[slot]
+            if end > ends.get(number, 0):
+                ends[number] = end
+        return {self._pack_ids[number]: end for number, end in ends.items()}
+
     def pack_ids(self) -> set[str]:
         """The packs some indexed blob is in."""
         return {self._pack_ids[self._pack[slot]] for slot in self._slot.values()}

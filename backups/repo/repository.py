@@ -44,7 +44,7 @@ PACK_CACHE = 4  # whole packs a reader keeps (verify, export): 64 MiB at most
 INDEX_PACKS = 8  # a backup writes an index file every this many packs (and at its end)
 RESTORE_BATCH = 65536  # blobs a restore plans at once (about 256 MiB of a world)
 INLINE_BLOBS = 8  # a file of more blobs keeps its id list in a tree blob ("list"), not in the snapshot
-TREE_PACK_SIZE = 4 * 1024 * 1024  # tree blobs go to packs of their own, small: a reader keeps a few whole
+TREE_PACK_SIZE = 1024 * 1024  # tree blobs go to packs of their own, small: a reader keeps a few whole
 SNAPSHOT_LABEL = b"snapshot"
 INDEX_LABEL = b"index"
 
@@ -229,6 +229,7 @@ class Repository:
     key: RepoKey
     _index: BlobIndex = field(default_factory=BlobIndex)  # blob id -> (pack id, Entry)
     damaged_indexes: list = field(default_factory=list)
+    _pack_ends: dict = field(default_factory=dict)
     marked: set = field(default_factory=set)  # packs prune found unused (pending/)
 
     # --- creating and opening -------------------------------------------------------
@@ -264,6 +265,7 @@ class Repository:
         changed) is listed in ``damaged_indexes`` and its blobs count as
         missing — check names the snapshots that need them."""
         self._index = BlobIndex()
+        self._pack_ends = {}
         self.damaged_indexes = []
         self.marked = {name.rsplit("/", 1)[1] for name in self.store.list("pending")}
         present = {name.rsplit("/", 1)[1] for name in self.store.list("data")}
@@ -541,20 +543,29 @@ class Repository:
                 plan, planned = {}, 0
         self._write_batch(plan, files, written, progress)
 
+    def _pack_size(self, pack_id: str, entries: dict) -> int:
+        """About how big a pack is (its last indexed blob's end), without asking the store."""
+        sizes = self._pack_ends
+        if pack_id not in sizes:
+            sizes.update(self._index.pack_ends())
+        return sizes.get(pack_id) or max(e.offset + e.length for e in entries.values())
+
     def _write_batch(self, plan: dict, files: list, written: list, progress) -> None:
         for pack_id in list(plan):
-            data = self.store.get(pack_name(pack_id))  # the whole pack, once (one request on a remote target)
-            reader = bytes_reader(data)
-            plaintexts: dict[bytes, bytes] = {}
+            wanted = plan.pop(pack_id)
+            entries = {blob_id: self._index[blob_id][1] for blob_id, _, _ in wanted}
+            name = pack_name(pack_id)
+            if sum(e.length for e in entries.values()) * 4 < self._pack_size(pack_id, entries):
+                reader = self.store.read_at(name)  # a few blobs of it (a chunk's padding, say): by range
+            else:
+                reader = bytes_reader(self.store.get(name))  # the whole pack, once (one request on a remote target)
+            plaintexts = {blob_id: read_blob(self.key, reader, entry) for blob_id, entry in entries.items()}
             by_file: dict[int, list] = {}
-            for blob_id, number, offset in plan.pop(pack_id):
-                text = plaintexts.get(blob_id)
-                if text is None:
-                    text = plaintexts[blob_id] = read_blob(self.key, reader, self._index[blob_id][1])
-                by_file.setdefault(number, []).append((offset, text))
+            for blob_id, number, offset in wanted:
+                by_file.setdefault(number, []).append((offset, plaintexts[blob_id]))
             for number, pieces in by_file.items():
                 written[0] += _write_pieces(files[number][0], pieces)
-            del data, plaintexts, by_file
+            del reader, plaintexts, by_file, entries, wanted
             if progress is not None:
                 progress(written[0])
 
