@@ -53,6 +53,10 @@ class RepositoryError(Exception):
     pass
 
 
+class _IndexReplaced(Exception):
+    """An index file listed a moment ago is gone (a prune rewrote the index)."""
+
+
 def _process_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -263,7 +267,17 @@ class Repository:
     def load_index(self) -> None:
         """Every index file's entries; one that does not read (truncated,
         changed) is listed in ``damaged_indexes`` and its blobs count as
-        missing — check names the snapshots that need them."""
+        missing — check names the snapshots that need them. An index file
+        that goes between the listing and its reading was replaced by a
+        prune (which writes the new files first): the listing is read again."""
+        for attempt in range(5):
+            try:
+                return self._load_index()
+            except _IndexReplaced:
+                continue
+        self._load_index(tolerate_missing=True)
+
+    def _load_index(self, *, tolerate_missing: bool = False) -> None:
         self._index = BlobIndex()
         self._pack_ends = {}
         self.damaged_indexes = []
@@ -271,7 +285,14 @@ class Repository:
         present = {name.rsplit("/", 1)[1] for name in self.store.list("data")}
         for name in self.store.list("index"):
             try:
-                document = json.loads(self.key.open_meta(self.store.get(name), INDEX_LABEL))
+                sealed = self.store.get(name)
+            except RepositoryError:
+                if tolerate_missing:
+                    self.damaged_indexes.append(name)
+                    continue
+                raise _IndexReplaced(name) from None
+            try:
+                document = json.loads(self.key.open_meta(sealed, INDEX_LABEL))
             except (BlobError, ValueError):
                 self.damaged_indexes.append(name)
                 continue

@@ -213,3 +213,32 @@ def test_blob_lists_are_inline_for_small_files_and_tree_blobs_for_big_ones(repo,
     assert repo.snapshot(again)["files"] == repo.snapshot(snapshot_id)["files"]
     repo.restore(again, tmp_path / "out")
     assert tree(tmp_path / "out") == tree(world)
+
+
+def test_an_index_file_replaced_between_listing_and_reading_is_read_from_its_replacement(repo, world, tmp_path):
+    """A prune rewrites the index (new files first, then the old ones go)
+    while another process opens the repository: the opener lists the old
+    name, finds it gone, lists again and reads the new file."""
+    snapshot_id, _ = repo.backup(world)
+    store = repo.store
+
+    class Racing:
+        def __init__(self, inner):
+            self.inner, self.raced = inner, False
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def get(self, name):
+            if name.startswith("index/") and not self.raced:
+                self.raced = True
+                data = self.inner.get(name)
+                self.inner.put("index/" + "f" * 64, data)  # the prune's new file
+                self.inner.delete(name)  # ... and the old one gone
+            return self.inner.get(name)
+
+    racing = Racing(store)
+    reopened = Repository.open(racing, repo.key)
+    assert racing.raced and not reopened.damaged_indexes
+    assert reopened.restore(snapshot_id, tmp_path / "out") > 0
+    assert tree(tmp_path / "out") == tree(world)
