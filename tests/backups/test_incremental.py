@@ -601,3 +601,20 @@ def test_a_vanished_repository_is_said_not_silently_replaced_and_incremental_aga
     assert fresh.repository_id != row.pk and fresh.files_unchanged == 0
     first.refresh_from_db()
     assert first.repository_id == row.pk
+
+
+def test_the_admin_lists_repositories_and_its_actions_rotate_prune_and_ask_a_full_read(incremental, take_backup,
+                                                                                        admin_user, client):
+    take_backup(incremental)
+    row = SnapshotRepository.objects.get(server=incremental)
+    kek = row.kek
+    client.force_login(admin_user)
+    listing = client.get("/admin/backups/snapshotrepository/").content.decode()
+    assert incremental.name in listing and "×" in listing  # the dedup ratio
+    url = "/admin/backups/snapshotrepository/"
+    for action in ("rotate_key", "prune_now", "full_read_next"):
+        response = client.post(url, {"action": action, "_selected_action": [row.pk]})
+        assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.kek != kek and row.pruned_at is not None and row.full_read_next
+    assert take_backup(incremental).files_unchanged == 0  # the full read happened, with the rotated key
