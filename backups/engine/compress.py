@@ -2,7 +2,8 @@
 
 Writers are sinks with ``write(bytes)`` / ``close()`` / ``abort()`` that pass
 compressed bytes to the next sink. gzip, bzip2 and xz are compressed in
-parallel blocks on a thread pool (zlib, bz2 and lzma release the GIL):
+parallel blocks on a thread pool (deflate, bz2 and lzma release the GIL;
+which deflate runs, zlib-ng / ISA-L / zlib, is ``codecs.py``'s choice):
 
 * gzip, like pigz: each block is raw deflate primed with the previous 32 KiB
   as dictionary and ended with Z_SYNC_FLUSH (byte-aligned, not final); the
@@ -20,11 +21,11 @@ import collections
 import lzma
 import os
 import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import zstandard
 
+from . import codecs
 from .errors import BACKUP_CORRUPTED, INVALID_SETTING, EngineError
 
 COMPRESSIONS = ("gzip", "bzip2", "lzma", "zstd", "none")
@@ -70,14 +71,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _deflate_block(block: bytes, zdict: bytes | None, level: int, last: bool) -> bytes:
-    if zdict:
-        comp = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
-    else:
-        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return comp.compress(block) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
 class _PassThrough:
@@ -130,9 +123,9 @@ class _ParallelBlockWriter:
 
     def _submit(self, block: bytes, last: bool) -> None:
         if self._kind == "gzip":
-            self._crc = zlib.crc32(block, self._crc)
+            self._crc = codecs.crc32(block, self._crc)
             self._size += len(block)
-            future = self._pool.submit(_deflate_block, block, self._prev_tail, self._level, last)
+            future = self._pool.submit(codecs.deflate_block, block, self._prev_tail, self._level, last)
             self._prev_tail = block[-_DICT_SIZE:]
         elif self._kind == "bzip2":
             future = self._pool.submit(bz2.compress, block, self._level)
@@ -177,10 +170,10 @@ class _CompressObjWriter(_PassThrough):
 
 
 class _SerialGzipWriter(_CompressObjWriter):
-    """One thread: a plain zlib gzip stream is faster than the block machinery."""
+    """One thread: a plain gzip stream is faster than the block machinery."""
 
     def __init__(self, dest, level: int):
-        super().__init__(dest, zlib.compressobj(level, zlib.DEFLATED, 31))
+        super().__init__(dest, codecs.compressobj(level, 31))
 
 
 class _ZstdWriter(_CompressObjWriter):
@@ -217,7 +210,7 @@ _ZSTD_BLOCK_MAX = 128 * 1024  # a zstd block never decodes to more (RFC 8878 Blo
 
 def _new_decompressor(compression: str):
     if compression == "gzip":
-        return zlib.decompressobj(31)
+        return codecs.decompressobj(31)
     if compression == "bzip2":
         return bz2.BZ2Decompressor()
     if compression == "lzma":
@@ -362,7 +355,7 @@ class DecompressingReader:
             else:
                 out = dec.decompress(data, _MAX_OUT)
                 self._pending = dec.unused_data if dec.eof else b""
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        except (*codecs.ERRORS, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise _corrupted(f"{kind} data corrupted: {exc}") from None
         return out
 

@@ -138,6 +138,15 @@ def test_truncated_nbt_inside_a_chunk_is_caught(server_dir, backups_dir):
     assert world.errors == ["world/region/r.7.7.mca: chunk (0, 0) is not valid NBT (NBT data truncated)"]
 
 
+def test_a_chunk_of_lists_nested_thousands_deep_is_a_finding_not_a_crash(server_dir, backups_dir):
+    """Before issue #16 the NBT walker recursed and this chunk ended verification
+    with a RecursionError from the world check's thread."""
+    import zlib
+    deep = b"\x0a\x00\x00\x09\x00\x01a" + b"\x09\x00\x00\x00\x01" * 3000 + b"\x01\x00\x00\x00\x00\x00"
+    world = _verify_world_with_region(server_dir, backups_dir, regions.region({0: (2, zlib.compress(deep))}))
+    assert world.errors == ["world/region/r.7.7.mca: chunk (0, 0) is not valid NBT (NBT nested too deeply)"]
+
+
 def test_every_chunk_compression_type_is_understood(server_dir, backups_dir):
     import gzip
     import zlib
