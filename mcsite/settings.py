@@ -82,6 +82,18 @@ MCSITE_NODE_CALL_WAIT_SECONDS = env_int("MCSITE_NODE_CALL_WAIT_SECONDS", 10, 0, 
 MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
 # Extra RCON hosts a non-admin may use (loopback, the server's own node, always is).
 MCSITE_RCON_ALLOWED_HOSTS = env.list("MCSITE_RCON_ALLOWED_HOSTS", default=[])
+# The game host comes first (issue #16): the worker runs backups, restores and verifications at
+# this niceness (0-19) and I/O priority (idle, best-effort:0-7, none = leave as is), on at most
+# MCSITE_BACKUP_THREADS threads per operation (0 = one per core).
+MCSITE_BACKUP_NICE = env_int("MCSITE_BACKUP_NICE", 10, 0, 19)
+MCSITE_BACKUP_IO_PRIORITY = env.str("MCSITE_BACKUP_IO_PRIORITY", default="best-effort:7")
+MCSITE_BACKUP_THREADS = env_int("MCSITE_BACKUP_THREADS", 0, 0, 1024)
+try:
+    from backups.engine.priority import check_io as _check_io
+
+    MCSITE_BACKUP_IO_PRIORITY = _check_io(MCSITE_BACKUP_IO_PRIORITY)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"MCSITE_BACKUP_IO_PRIORITY: {_error}") from None
 # API tokens stop working this many days after they were issued (issue #11).
 MCSITE_TOKEN_MAX_AGE_DAYS = env_int("MCSITE_TOKEN_MAX_AGE_DAYS", 90, 1, 3650)
 
@@ -320,6 +332,8 @@ LOGGING = {
         "mcsite": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "celery": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
+        # The engine (Django-free) logs as backups.engine: its priority and native-library notes.
+        "backups.engine": {"handlers": ["console", "app_file"], "level": "INFO", "propagate": False},
         # django-axes: one WARNING per failed login (username and address masked)
         "axes": {"handlers": ["console", "app_file"], "level": "WARNING", "propagate": False},
     },

@@ -19,13 +19,13 @@ from __future__ import annotations
 import bz2
 import collections
 import lzma
-import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import zstandard
 
 from . import codecs
+from .priority import default_threads
 from .errors import BACKUP_CORRUPTED, INVALID_SETTING, EngineError
 
 COMPRESSIONS = ("gzip", "bzip2", "lzma", "zstd", "none")
@@ -64,13 +64,6 @@ def sniff_compression(head: bytes) -> str | None:
     if len(head) >= 512 and head[:512] == bytes(512):
         return "none"  # an empty tar is just zero blocks
     return None
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _PassThrough:

@@ -19,7 +19,7 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from . import world
-from .compress import default_threads
+from .priority import default_threads
 
 _SMALL_FILE_LIMIT = 64 * 1024 * 1024  # level.dat / playerdata are read whole below this
 _BUFFERED_REGION_LIMIT = 64 * 1024 * 1024

@@ -182,6 +182,10 @@ def celery_site(transactional_db, settings, tmp_path, monkeypatch):
         MCSITE_BACKUP_ROOT=str(settings.MCSITE_BACKUP_ROOT),
         MCSITE_LOG_DIR=str(tmp_path / "logs"),
         MCSITE_RUN_DIR=str(settings.MCSITE_RUN_DIR),
+        # Tests share two cores with other tests, not with a game: a niced worker would
+        # just be slow. test_worker_priority.py starts one at the defaults.
+        MCSITE_BACKUP_NICE="0",
+        MCSITE_BACKUP_IO_PRIORITY="none",
         PYTHONUNBUFFERED="1",
     )
     monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
