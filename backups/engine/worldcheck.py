@@ -10,21 +10,33 @@ most ``_MAX_BUFFERED_BYTES`` of them, are in flight, so memory stays bounded
 whatever the archive holds (each worker also inflates at most one chunk,
 ``world.MAX_NBT_BYTES``). Findings are merged in archive order, so reports
 are deterministic. Larger region files are checked inline, streaming.
+
+In threads, the NBT walks (Python) of all chunks still take turns on one
+core. So once ``PROCESS_AFTER_BYTES`` of region files have gone by (a large
+world: small ones never pay for starting a process), the pool's threads hand
+each region file to a helper process (``regionworker.py``) and wait for its
+findings; if a helper cannot start or dies, that region file is checked in
+the thread after all, and the log says so once.
 """
 from __future__ import annotations
 
 import collections
 import io
+import logging
 import posixpath
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import world
 from .priority import default_threads
+from .regionworker import HelperFailed, RegionHelpers
 
 _SMALL_FILE_LIMIT = 64 * 1024 * 1024  # level.dat / playerdata are read whole below this
 _BUFFERED_REGION_LIMIT = 64 * 1024 * 1024
 _MAX_BUFFERED_BYTES = 256 * 1024 * 1024  # region files read ahead for the pool, all together
 _MAX_LISTED = 200
+PROCESS_AFTER_BYTES = 64 * 1024 * 1024  # None: never use helper processes
+log = logging.getLogger("backups.engine")
 
 
 class _Findings:
@@ -44,10 +56,13 @@ class _Findings:
         self.events.append(("external", (path, where)))
 
 
-def _check_region_blob(name: str, data: bytes) -> _Findings:
+def check_region_blob(name: str, data: bytes) -> _Findings:
     findings = _Findings()
     findings.chunks = world.check_region(name, io.BytesIO(data), len(data), findings)
     return findings
+
+
+_check_region_blob = check_region_blob  # what a pool thread runs without helpers (tests replace it)
 
 
 class WorldCheck:
@@ -67,6 +82,10 @@ class WorldCheck:
         self._pending: collections.deque = collections.deque()  # (name, future, size)
         self._pending_bytes = 0
         self._max_pending = 2 * threads
+        self._threads = threads
+        self._region_bytes = 0
+        self._helpers: RegionHelpers | None = None
+        self._helpers_failed = threading.Event()
 
     # report interface for world.check_region
     def error(self, message: str) -> None:
@@ -93,7 +112,9 @@ class WorldCheck:
                                          or self._pending_bytes + size > _MAX_BUFFERED_BYTES):
                     self._merge_oldest()
                 data = stream.read(size)
-                self._pending.append((name, self._pool.submit(_check_region_blob, name, data), size))
+                self._region_bytes += size
+                job = self._in_helper if self._use_helpers() else _check_region_blob
+                self._pending.append((name, self._pool.submit(job, name, data), size))
                 self._pending_bytes += size
             else:
                 self._current = name
@@ -121,6 +142,38 @@ class WorldCheck:
             except (ValueError, OSError, EOFError) as exc:
                 self.error(f"{name}: {exc}")
 
+    def _use_helpers(self) -> bool:
+        if self._helpers is not None:
+            return True
+        if (PROCESS_AFTER_BYTES is None or self._region_bytes < PROCESS_AFTER_BYTES
+                or self._helpers_failed.is_set()):
+            return False
+        try:
+            self._helpers = RegionHelpers(self._threads)
+        except HelperFailed as exc:
+            self._helper_failed(exc)
+            return False
+        return True
+
+    def _helper_failed(self, exc: Exception) -> None:
+        if not self._helpers_failed.is_set():
+            self._helpers_failed.set()
+            log.warning("World check: %s; region files are checked in threads instead (slower)", exc)
+
+    def _in_helper(self, name: str, data: bytes) -> _Findings:
+        """On a pool thread: the region file checked by a helper process, or here if none answers."""
+        if not self._helpers_failed.is_set():
+            try:
+                reply = self._helpers.check(name, data)
+            except HelperFailed as exc:
+                self._helper_failed(exc)
+            else:
+                findings = _Findings()
+                findings.chunks = reply["chunks"]
+                findings.events = [tuple(event) for event in reply["events"]]
+                return findings
+        return check_region_blob(name, data)
+
     def _merge_oldest(self) -> None:
         name, future, size = self._pending.popleft()
         self._pending_bytes -= size
@@ -139,10 +192,13 @@ class WorldCheck:
                 self.external(payload[0], 0, payload[1])
 
     def close(self) -> None:
-        """Stop the pool without merging (the archive could not be read to the end)."""
+        """Stop the pool and the helpers without merging (the archive could not be read to the end)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._helpers is not None:
+            self._helpers.close()
+            self._helpers = None
 
     def finish(self) -> None:
         while self._pending:
