@@ -46,7 +46,6 @@ import re
 import struct
 
 import lz4.block
-import nbtlib
 
 from . import codecs
 
@@ -142,6 +141,8 @@ class _StrictBytes(io.BytesIO):
 
 
 def _parse_nbt(data: bytes):
+    import nbtlib  # here: it brings numpy (~23 MB), which only level.dat and player files need
+
     stream = _StrictBytes(data)
     root = nbtlib.File.parse(stream)
     if stream.tell() != len(data):
@@ -319,11 +320,13 @@ def parse_level_dat(data: bytes) -> dict:
         raise
     except Exception as exc:  # nbtlib raises assorted errors on bad input
         raise ValueError(f"not valid NBT ({exc.__class__.__name__})") from None
+    from nbtlib import Compound
+
     level = root.get("Data")
-    if not isinstance(level, nbtlib.Compound):
+    if not isinstance(level, Compound):
         raise ValueError("no Data compound")
     version = level.get("Version")
-    name = version.get("Name") if isinstance(version, nbtlib.Compound) else None
+    name = version.get("Name") if isinstance(version, Compound) else None
     data_version = level.get("DataVersion")
     return {
         "level_name": str(level["LevelName"]) if "LevelName" in level else None,
