@@ -1,6 +1,6 @@
 """One engine operation in its own process, so the runner can measure its RSS honestly.
 
-    python -m bench.op create SRC DEST --compression gzip [--key B64]
+    python -m bench.op create SRC DEST --compression gzip [--level N] [--threads N] [--key B64]
     python -m bench.op verify ARCHIVE [--key B64] [--no-world]
     python -m bench.op restore ARCHIVE TARGET [--key B64]
 
@@ -20,12 +20,15 @@ def main(argv=None) -> None:
     parser.add_argument("op", choices=["create", "verify", "restore"])
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--compression", default="gzip")
+    parser.add_argument("--level", type=int)
+    parser.add_argument("--threads", type=int)
     parser.add_argument("--key")
     parser.add_argument("--no-world", action="store_true")
     args = parser.parse_args(argv)
     spec = EncryptionSpec.from_key(args.key) if args.key else None
     if args.op == "create":
-        result = create_archive(args.paths[0], args.paths[1], compression=args.compression, encryption=spec)
+        result = create_archive(args.paths[0], args.paths[1], compression=args.compression, encryption=spec,
+                                level=args.level, threads=args.threads)
         out = {"size_bytes": result.size_bytes, "seconds": result.duration_seconds}
     elif args.op == "verify":
         report = verify_backup(args.paths[0], keyring=spec, check_world=not args.no_world)
