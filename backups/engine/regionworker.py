@@ -6,7 +6,7 @@ one core; a large world's verification then waits on that core. So once a
 verification has read ``worldcheck.PROCESS_AFTER_BYTES`` of region files,
 ``WorldCheck`` hands whole region files to these helpers instead:
 
-    python -m backups.engine.region_helper
+    python -c <_BOOT> <folder holding backups/>
 
 reads requests from stdin — a 12-byte header (name length, data length:
 ``>IQ``), the name (UTF-8, surrogateescape) and the region file's bytes —
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import struct
 import subprocess
@@ -32,18 +31,28 @@ from pathlib import Path
 _HEADER = struct.Struct(">IQ")
 _REPLY = struct.Struct(">Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding backups/
+# A helper imports world.py and what it needs, not the package's __init__ (archives,
+# encryption, zstd: ~20 MB it would never use): the two packages are made empty here.
+_BOOT = """
+import sys, types
+root = sys.argv[1]
+for name, folder in (("backups", root + "/backups"), ("backups.engine", root + "/backups/engine")):
+    package = types.ModuleType(name)
+    package.__path__ = [folder]
+    sys.modules[name] = package
+from backups.engine.regionworker import main
+main()
+"""
 log = logging.getLogger("backups.engine")
 
 
 def _read_exact(stream, size: int) -> bytes:
-    parts, left = [], size
-    while left:
-        part = stream.read(min(left, 1 << 20))
-        if not part:
-            raise EOFError("stream ended early")
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
+    """Exactly ``size`` bytes of a buffered stream: one ``read``, which fills a single
+    bytes object of that size (no joined parts, so no second copy of a region file)."""
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("stream ended early")
+    return data
 
 
 def serve(inp, out) -> None:
@@ -71,14 +80,12 @@ class RegionHelpers:
     ``count`` threads at once (each takes an idle helper for one region file)."""
 
     def __init__(self, count: int):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         self._idle: queue.Queue = queue.Queue()
         self._all: list = []
         self._lock = threading.Lock()
         try:
             for _ in range(count):
-                proc = subprocess.Popen([sys.executable, "-m", "backups.engine.region_helper"], env=env,
+                proc = subprocess.Popen([sys.executable, "-c", _BOOT, _PACKAGE_ROOT],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
                 self._all.append(proc)
                 self._idle.put(proc)

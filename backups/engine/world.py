@@ -241,10 +241,10 @@ def _walk(data: bytes, pos: int, size: int) -> int:
                     break
                 continue
             pos += 3 + ((data[pos + 1] << 8) | data[pos + 2])
-            if tag < 7:
-                pos += width[tag]
-            elif tag == 8:
+            if tag == 8:
                 pos += 2 + ((data[pos] << 8) | data[pos + 1])
+            elif tag < 7:
+                pos += width[tag]
             elif tag == 10:
                 if depth >= _MAX_DEPTH:
                     raise _too_deep()
@@ -277,8 +277,8 @@ def _walk(data: bytes, pos: int, size: int) -> int:
                 if length < 0:
                     raise ValueError("negative or truncated array length in NBT")
                 pos += 4 + length * array
-            if pos > size:
-                raise IndexError
+            # (no bounds check here: a position past the end fails the next read, or the
+            # final comparison with the size, as "NBT data truncated" all the same)
         while True:  # the top frame is a list of lists: its next list
             frame = frames[-1]
             if frame[1] == 0:

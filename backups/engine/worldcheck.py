@@ -113,7 +113,10 @@ class WorldCheck:
                     self._merge_oldest()
                 data = stream.read(size)
                 self._region_bytes += size
-                job = self._in_helper if self._use_helpers() else _check_region_blob
+                if self._use_helpers():
+                    # A helper checks one file at a time: one more waiting each is enough.
+                    self._max_pending = self._threads + 1
+                job = self._in_helper if self._helpers is not None else _check_region_blob
                 self._pending.append((name, self._pool.submit(job, name, data), size))
                 self._pending_bytes += size
             else:
