@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from datetime import timezone as dt_timezone
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -170,6 +171,7 @@ def _take(record: BackupRecord, server: Server, observer=None) -> None:
         lifecycle.set_phase(BackupRecord, record.pk, "archiving", observer)
         result = engine.create_archive(
             server.path, dest, compression=record.compression, encryption=spec, exclude=exclude,
+            level=settings.MCSITE_GZIP_LEVEL if record.compression == "gzip" else None,
             progress=lifecycle.checkpoint_once_moving(progress, "backup_mid_archive"),
             on_step=lambda step: lifecycle.checkpoint(f"backup_{step}"),
         )

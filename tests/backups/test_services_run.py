@@ -65,3 +65,21 @@ def test_two_backups_in_the_same_second_get_distinct_names(alice, make_server, m
     first, second = _run(server), _run(server)
     assert first.status == second.status == "succeeded"
     assert first.filename != second.filename
+
+
+def test_the_gzip_level_setting_reaches_the_archive(alice, make_server, settings):
+    """MCSITE_GZIP_LEVEL=1 is the fast level (ISA-L): larger on text, and still an ordinary
+    gzip file that verifies; the default is gzip's own 6."""
+    server = make_server(alice)
+    (server.path / "plugins").mkdir(exist_ok=True)
+    (server.path / "plugins" / "joins.txt").write_text("".join(
+        f"[12:{i % 60:02d}:{i % 59:02d}] [Server thread/INFO]: Player{i % 97} joined the game\n"
+        for i in range(40_000)))
+    default = _run(server)
+    settings.MCSITE_GZIP_LEVEL = 1
+    fast = _run(server)
+    assert default.status == fast.status == "succeeded"
+    assert fast.quality_score == 100 and fast.verification_passed is True
+    assert fast.size_bytes > default.size_bytes
+    with tarfile.open(storage.absolute_path(fast.storage_path)) as tar:
+        assert tar.extractfile("plugins/joins.txt").read().startswith(b"[12:00:00]")
