@@ -105,7 +105,10 @@ class RegionHelpers:
         except (OSError, EOFError, ValueError, struct.error) as exc:
             proc.kill()
             raise HelperFailed(f"region helper {proc.pid} stopped answering ({exc})") from exc
-        self._idle.put(proc)
+        finally:
+            # Back even when dead: a thread waiting for a helper then fails at once and
+            # checks in-thread, rather than waiting for a helper that will never come.
+            self._idle.put(proc)
         return reply
 
     def close(self) -> None:
