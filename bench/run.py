@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from backups.engine import codecs, generate_key, priority
+from backups.engine import codecs, generate_key
 
 from . import worldgen
 

@@ -9,7 +9,6 @@ import os
 import zlib
 
 import psutil
-import pytest
 
 from backups.engine import create_archive, verify_backup, worldcheck
 
