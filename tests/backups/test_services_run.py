@@ -80,6 +80,6 @@ def test_the_gzip_level_setting_reaches_the_archive(alice, make_server, settings
     fast = _run(server)
     assert default.status == fast.status == "succeeded"
     assert fast.quality_score == 100 and fast.verification_passed is True
-    assert fast.size_bytes > default.size_bytes
+    assert fast.size_bytes > 1.03 * default.size_bytes  # the same folder: only the level differs
     with tarfile.open(storage.absolute_path(fast.storage_path)) as tar:
         assert tar.extractfile("plugins/joins.txt").read().startswith(b"[12:00:00]")

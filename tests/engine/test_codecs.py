@@ -75,7 +75,7 @@ def test_the_fast_level_is_larger_on_text_and_still_gzip(tmp_path):
     source = _big_folder(tmp_path / "src")
     default = create_archive(source, tmp_path / "d.tar.gz")
     fast = create_archive(source, tmp_path / "f.tar.gz", level=1)
-    assert fast.size_bytes > default.size_bytes  # ISA-L's speed costs size on text
+    assert fast.size_bytes > 1.03 * default.size_bytes  # ISA-L's speed costs size on text (~6 % here)
     subprocess.run(["gzip", "-t", fast.path], check=True)
     assert verify_backup(fast.path, expected_sha256=fast.sha256, restore_test=True).quality_score == 100
 

@@ -9,6 +9,7 @@ import os
 import zlib
 
 import psutil
+import pytest
 
 from backups.engine import create_archive, verify_backup, worldcheck
 
@@ -30,17 +31,28 @@ def _world_report(path):
     return world.ok, world.errors, world.warnings, world.details
 
 
+@pytest.fixture(autouse=True)
+def _two_threads(monkeypatch):
+    """The pool (and so the helpers) needs two threads, whatever this machine has."""
+    monkeypatch.setattr(worldcheck, "default_threads", lambda: 2)
+
+
+def _count_started(monkeypatch) -> list:
+    started = []
+    real = worldcheck.RegionHelpers
+    monkeypatch.setattr(worldcheck, "RegionHelpers", lambda count: started.append(count) or real(count))
+    return started
+
+
 def test_helpers_report_exactly_what_threads_report(server_dir, backups_dir, monkeypatch):
     _damaged_world(server_dir)
     result = create_archive(server_dir, backups_dir / "b.tar.gz")
     monkeypatch.setattr(worldcheck, "PROCESS_AFTER_BYTES", None)
     in_threads = _world_report(result.path)
-    started = []
-    real = worldcheck.RegionHelpers
-    monkeypatch.setattr(worldcheck, "RegionHelpers", lambda count: started.append(count) or real(count))
+    started = _count_started(monkeypatch)
     monkeypatch.setattr(worldcheck, "PROCESS_AFTER_BYTES", 0)
     in_helpers = _world_report(result.path)
-    assert started == [worldcheck.default_threads()] and started[0] > 1
+    assert started == [2]
     assert in_helpers == in_threads
     ok, errors, _, details = in_helpers
     assert not ok and details["region_files"] == 48 and details["chunks_checked"] > 1000
@@ -56,10 +68,11 @@ def test_helpers_report_exactly_what_threads_report(server_dir, backups_dir, mon
 def test_no_helper_process_outlives_the_verification(server_dir, backups_dir, monkeypatch):
     result = create_archive(server_dir, backups_dir / "b.tar.gz")
     monkeypatch.setattr(worldcheck, "PROCESS_AFTER_BYTES", 0)
+    started = _count_started(monkeypatch)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     assert verify_backup(result.path).methods["world_validation"].ok
     after = {p.pid for p in psutil.Process().children(recursive=True)}
-    assert after <= before
+    assert started == [2] and after <= before
 
 
 def test_a_helper_that_dies_costs_only_speed_and_is_logged_once(server_dir, backups_dir, monkeypatch, caplog):
