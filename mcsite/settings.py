@@ -82,8 +82,8 @@ MCSITE_NODE_CALL_WAIT_SECONDS = env_int("MCSITE_NODE_CALL_WAIT_SECONDS", 10, 0, 
 MCSITE_METRICS_TOKEN = env.str("MCSITE_METRICS_TOKEN", default="")
 # Extra RCON hosts a non-admin may use (loopback, the server's own node, always is).
 MCSITE_RCON_ALLOWED_HOSTS = env.list("MCSITE_RCON_ALLOWED_HOSTS", default=[])
-# The game host comes first (issue #16): the worker runs backups, restores and verifications at
-# this niceness (0-19) and I/O priority (idle, best-effort:0-7, none = leave as is), on at most
+# The game host comes first (issue #16): the Celery worker (backups, restores, verifications and its
+# other tasks) runs at this niceness (0-19) and I/O priority (idle, best-effort:0-7, none = leave as is), on at most
 # MCSITE_BACKUP_THREADS threads per operation (0 = one per core).
 MCSITE_BACKUP_NICE = env_int("MCSITE_BACKUP_NICE", 10, 0, 19)
 MCSITE_BACKUP_IO_PRIORITY = env.str("MCSITE_BACKUP_IO_PRIORITY", default="best-effort:7")
