@@ -1,6 +1,6 @@
 """One engine operation in its own process, so the runner can measure its RSS honestly.
 
-    python -m bench.op create SRC DEST --compression gzip [--level N] [--threads N] [--key B64]
+    python -m bench.op create SRC DEST --compression gzip [--level N] [--threads N] [--key B64] [--not-adaptive]
     python -m bench.op verify ARCHIVE [--key B64] [--no-world]
     python -m bench.op restore ARCHIVE TARGET [--key B64]
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import shutil
 
-from backups.engine import EncryptionSpec, create_archive, extract_to_staging, verify_backup
+from backups.engine import EncryptionSpec, codecs, create_archive, extract_to_staging, verify_backup
 
 
 def main(argv=None) -> None:
@@ -24,12 +24,16 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--key")
     parser.add_argument("--no-world", action="store_true")
+    parser.add_argument("--not-adaptive", action="store_true", help="gzip: every block at the level (zlib-ng)")
     args = parser.parse_args(argv)
+    if args.not_adaptive:
+        codecs.ADAPTIVE = False
     spec = EncryptionSpec.from_key(args.key) if args.key else None
     if args.op == "create":
         result = create_archive(args.paths[0], args.paths[1], compression=args.compression, encryption=spec,
                                 level=args.level, threads=args.threads)
-        out = {"size_bytes": result.size_bytes, "seconds": result.duration_seconds}
+        out = {"size_bytes": result.size_bytes, "seconds": result.duration_seconds,
+               "deflate_blocks": result.deflate_blocks}
     elif args.op == "verify":
         report = verify_backup(args.paths[0], keyring=spec, check_world=not args.no_world)
         out = {"score": report.quality_score, "seconds": report.duration_seconds,

@@ -54,6 +54,7 @@ class ArchiveResult:
     skipped: list = field(default_factory=list)  # [{"path", "reason"}]
     symlink_count: int = 0
     directory_count: int = 0
+    deflate_blocks: dict = field(default_factory=dict)  # gzip: {"blocks", "fast"} (codecs.DeflatePlan)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -349,6 +350,7 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
         tar.finish()
         archiver._report(final=True)
         compressor.close()
+        plan = getattr(compressor, "plan", None)
         compressor = None
         os.fsync(fd)
         os.close(fd)
@@ -388,4 +390,5 @@ def create_archive(source_dir, dest_path, *, compression: str = "gzip", encrypti
         skipped=archiver.skipped,
         symlink_count=len(archiver.symlinks),
         directory_count=archiver.dirs,
+        deflate_blocks=plan.stats() if plan is not None else {},
     )

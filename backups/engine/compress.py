@@ -9,7 +9,8 @@ which deflate runs, zlib-ng / ISA-L / zlib, is ``codecs.py``'s choice):
   as dictionary and ended with Z_SYNC_FLUSH (byte-aligned, not final); the
   last block ends with Z_FINISH. The blocks joined form ONE deflate stream,
   wrapped in one gzip header and a trailer whose CRC32 is computed over the
-  input in order and ISIZE = input length mod 2^32.
+  input in order and ISIZE = input length mod 2^32. Which deflate each block
+  gets is ``codecs.DeflatePlan``'s choice; one thread writes the same blocks.
 * bzip2 and xz: each block is an independent stream; the formats allow
   concatenated streams (bzip2 -d, xz -d and Python read them back).
 * zstd uses libzstd's own worker threads (zstandard ``threads``).
@@ -123,6 +124,7 @@ class _ParallelBlockWriter:
         self._prev_tail = b""
         self._crc = 0
         self._size = 0
+        self.plan = codecs.DeflatePlan(level) if compression == "gzip" else None
         if compression == "lzma":
             # Each block is its own stream, so a dictionary larger than a block finds nothing
             # more (xz's preset 9 would hold 64 MiB); the hc4 match finder needs 55 MiB per
@@ -153,7 +155,8 @@ class _ParallelBlockWriter:
         if self._kind == "gzip":
             self._crc = codecs.crc32(block, self._crc)
             self._size += len(block)
-            future = self._pool.submit(codecs.deflate_block, block, self._prev_tail, self._level, last)
+            future = self._pool.submit(codecs.deflate_planned, block, self._prev_tail, self._level, last,
+                                       *self.plan.next())
             self._prev_tail = bytes(block[-_DICT_SIZE:])
         elif self._kind == "bzip2":
             future = self._pool.submit(bz2.compress, block, self._level)
@@ -161,13 +164,20 @@ class _ParallelBlockWriter:
             future = self._pool.submit(lzma.compress, block, format=lzma.FORMAT_XZ, filters=self._xz_filters)
         self._in_flight.append(future)
         while len(self._in_flight) >= self._max_in_flight:
-            self._dest.write(self._in_flight.popleft().result())
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        result = self._in_flight.popleft().result()
+        if self.plan is not None:
+            result, note = result
+            self.plan.learn(note)
+        self._dest.write(result)
 
     def close(self) -> None:
         self._submit(self._buf, last=True)
         self._buf = bytearray()
         while self._in_flight:
-            self._dest.write(self._in_flight.popleft().result())
+            self._write_oldest()
         if self._kind == "gzip":
             self._dest.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
         self._pool.shutdown(wait=True)
@@ -197,13 +207,6 @@ class _CompressObjWriter(_PassThrough):
         self._dest.close()
 
 
-class _SerialGzipWriter(_CompressObjWriter):
-    """One thread: a plain gzip stream is faster than the block machinery."""
-
-    def __init__(self, dest, level: int):
-        super().__init__(dest, codecs.compressobj(level, 31))
-
-
 class _ZstdWriter(_CompressObjWriter):
     def __init__(self, dest, level: int, threads: int):
         params = zstandard.ZstdCompressor(level=level, threads=threads if threads > 1 else 0, write_checksum=True)
@@ -223,8 +226,6 @@ def open_compressor(dest, compression: str, level: int | None = None, threads: i
         return _PassThrough(dest)
     if compression == "zstd":
         return _ZstdWriter(dest, level, threads)
-    if compression == "gzip" and threads == 1:
-        return _SerialGzipWriter(dest, level)
     return _ParallelBlockWriter(dest, compression, level, threads)
 
 
