@@ -105,6 +105,32 @@ def _return_large_frees() -> None:
         pass
 
 
+_libc = None
+
+
+def _trim_heap() -> None:
+    """Give the heap's free memory back to the system (glibc's ``malloc_trim``).
+
+    Blocks are allocated on one thread and freed on another; glibc keeps what
+    was freed in each thread's arena, and when deflate runs fast that grows
+    with the archive (gzip on 4 GiB: 110 MiB peak against 90 at 1 GiB). A trim
+    every ``_TRIM_EVERY`` blocks keeps it flat and costs about a millisecond.
+    Elsewhere than glibc: nothing."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc(0)
+
+
+_TRIM_EVERY = 64  # blocks
+
+
 class _ParallelBlockWriter:
     """Splits input into blocks, compresses them on a pool, writes them in order.
 
@@ -124,6 +150,7 @@ class _ParallelBlockWriter:
         self._prev_tail = b""
         self._crc = 0
         self._size = 0
+        self._written = 0
         self.plan = codecs.DeflatePlan(level) if compression == "gzip" else None
         if compression == "lzma":
             # Each block is its own stream, so a dictionary larger than a block finds nothing
@@ -172,6 +199,9 @@ class _ParallelBlockWriter:
             result, note = result
             self.plan.learn(note)
         self._dest.write(result)
+        self._written += 1
+        if self._written % _TRIM_EVERY == 0:
+            _trim_heap()
 
     def close(self) -> None:
         self._submit(self._buf, last=True)
