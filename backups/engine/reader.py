@@ -365,7 +365,7 @@ class ArchiveStream:
 
     def extractfile(self, info):
         """The data of regular file ``info``, the member just yielded."""
-        return _MemberReader(self._tar.extractfile(info), normalize_name(info.name))
+        return _MemberReader(self._tar.member_reader(info), normalize_name(info.name))
 
     def _read_manifest(self, info) -> None:
         if info.size > MAX_MANIFEST_BYTES:

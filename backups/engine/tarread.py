@@ -22,6 +22,11 @@ is tarfile with:
 
 ``TailKeeper`` remembers the last bytes handed to tarfile, so what it read
 ahead but never used can be checked once it stops.
+
+Member data is read straight from tarfile's stream (``TarReader.member_reader``)
+in reads as large as asked: tarfile's own path (a buffered reader over a file
+view over the stream, gathering 64 KiB reads) copied every byte four times,
+a quarter of a verification's reading time on a 1 GiB world.
 """
 from __future__ import annotations
 
@@ -124,6 +129,54 @@ class _BoundedTarInfo(tarfile.TarInfo):
             tar.fileobj = real
 
 
+def _whole_reads(stream) -> None:
+    """Make tarfile's ``_Stream`` (uncompressed, as we hand it a decompressed stream)
+    gather a read of ``size`` bytes from as few source reads as the source gives,
+    instead of ``bufsize`` pieces joined and sliced: the same bytes, the same
+    position, at most ``bufsize`` read ahead as before (``TailKeeper`` relies on it)."""
+
+    def read(size: int) -> bytes:
+        buf = stream.buf
+        if len(buf) >= size:
+            stream.buf = buf[size:]
+            return buf[:size]
+        parts = [buf] if buf else []
+        have = len(buf)
+        while have < size:
+            more = stream.fileobj.read(max(stream.bufsize, size - have))
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        joined = parts[0] if len(parts) == 1 else b"".join(parts)
+        stream.buf = joined[size:]
+        return joined[:size] if len(joined) > size else joined
+
+    stream._Stream__read = read  # tarfile's private reader (name-mangled), called by _Stream._read
+
+
+class _MemberData:
+    """A plain regular member's data, read from tarfile's stream as tarfile's own
+    reader would (same bytes, same ``ReadError`` when they are cut short)."""
+
+    def __init__(self, stream, info):
+        if stream.tell() != info.offset_data:
+            stream.seek(info.offset_data)  # forward only: tarfile refuses to seek back
+        self._stream = stream
+        self._left = info.size
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        if n == 0:
+            return b""
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise tarfile.ReadError("unexpected end of data")
+        self._left -= n
+        return data
+
+
 class TarReader(tarfile.TarFile):
     """Stream-mode (``r|``) TarFile that parses headers with ``_BoundedTarInfo`` and
     keeps no TarInfo behind (iterate with ``next()``, never ``__iter__``/``getmembers``,
@@ -135,7 +188,17 @@ class TarReader(tarfile.TarFile):
         self.header_depth = 0
         self.global_pax_bytes = 0
         self.stopped_at: tarfile.HeaderError | None = None  # why the member list ended
+        stream = kwargs.get("fileobj", args[2] if len(args) > 2 else None)
+        if isinstance(stream, tarfile._Stream) and stream.comptype == "tar" and hasattr(stream, "_Stream__read"):
+            _whole_reads(stream)
         super().__init__(*args, **kwargs)  # reads the first header
+
+    def member_reader(self, info):
+        """A reader of ``info``'s data (the member just read): direct for a plain
+        regular file, tarfile's own for anything else (sparse files)."""
+        if info.isreg() and not info.issparse() and isinstance(self.fileobj, tarfile._Stream):
+            return _MemberData(self.fileobj, info)
+        return self.extractfile(info)
 
     def next(self):
         info = super().next()

@@ -208,3 +208,32 @@ def test_quality_levels_and_score_formula():
     assert quality_score({"c": m("checksum", ok=False), "a": m("archive_integrity")}) == 39
     assert quality_score({"r": m("restore_test", ok=False), "a": m("archive_integrity")}) == 59
     assert quality_score({}) == 0
+
+
+@pytest.mark.parametrize("member", ["world/region/r.0.0.mca", "logs/latest.log"])
+def test_a_tar_cut_inside_a_members_data_is_corrupted_whichever_reader_reads_it(tmp_path, member):
+    """The gzip stream is whole, the tar inside it ends in the middle of one member's
+    data: verification (world check or plain hashing) and restore both refuse it."""
+    import gzip
+    import io
+
+    from backups.engine import EngineError, extract_to_staging
+    from backups.engine.errors import BACKUP_CORRUPTED
+
+    body = bytes(range(256)) * 12_000  # ~3 MiB, several reads
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    raw = data.getvalue()
+    cut = raw[: 512 + len(body) // 2]  # the header, then half the data
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(gzip.compress(cut))
+    report = verify_backup(path)
+    integrity = report.methods["archive_integrity"]
+    assert not integrity.ok and any(member in e and "cut short" in e for e in integrity.errors), integrity.errors
+    with pytest.raises(EngineError) as caught:
+        extract_to_staging(path, tmp_path / "server")
+    assert caught.value.code == BACKUP_CORRUPTED and "cut short" in caught.value.message
+    assert not (tmp_path / "server").exists()
