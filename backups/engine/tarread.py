@@ -160,9 +160,8 @@ class _MemberData:
     reader would (same bytes, same ``ReadError`` when they are cut short)."""
 
     def __init__(self, stream, info):
-        if stream.tell() != info.offset_data:
-            stream.seek(info.offset_data)  # forward only: tarfile refuses to seek back
         self._stream = stream
+        self._start = info.offset_data
         self._left = info.size
 
     def read(self, n: int = -1) -> bytes:
@@ -170,6 +169,10 @@ class _MemberData:
             n = self._left
         if n == 0:
             return b""
+        if self._start is not None:
+            if self._stream.tell() != self._start:  # as tarfile's reader: seek on the first read
+                self._stream.seek(self._start)  # forward only (StreamError, a TarError, otherwise)
+            self._start = None
         data = self._stream.read(n)
         if len(data) != n:
             raise tarfile.ReadError("unexpected end of data")
