@@ -467,7 +467,7 @@ def profile_verify(archive: Path) -> list:
     return [("read archive: inflate (ISA-L) + tar + SHA-256 of the file and of every member", archive_cpu),
             (f"find {count} chunks in the region files", split_cpu),
             (f"inflate every chunk ({nbt_bytes / 2**30:.1f} GiB of NBT, ISA-L)", inflate_cpu),
-            ("walk every chunk's NBT structure (Python)", walk_cpu)]
+            (f"walk every chunk's NBT structure ({world.describe_walker().split(' ')[0]})", walk_cpu)]
 
 
 # --- the document --------------------------------------------------------------------------------

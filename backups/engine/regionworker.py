@@ -1,10 +1,12 @@
-"""Helper processes that check region files, so world validation uses every core.
+"""Helper processes that check region files, so world validation uses every core
+even where the C NBT walker (``native/libnbtwalk.so``) could not be built.
 
-Checking a chunk is inflating it (native code, no GIL) and walking its NBT
-(Python, holding the GIL). In threads the walks of all chunks take turns on
-one core; a large world's verification then waits on that core. So once a
-verification has read ``worldcheck.PROCESS_AFTER_BYTES`` of region files,
-``WorldCheck`` hands whole region files to these helpers instead:
+Checking a chunk is inflating it (native code, no GIL) and walking its NBT:
+in C without the GIL, or else in Python, holding the GIL. In threads the
+Python walks of all chunks take turns on one core; a large world's
+verification then waits on that core. So once a verification has read
+``worldcheck.PROCESS_AFTER_BYTES`` of region files, ``WorldCheck`` hands
+whole region files to these helpers instead:
 
     python -c <_BOOT> <folder holding backups/>
 
