@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 
 from backups.engine import codecs, generate_key
+from backups.engine.world import describe_walker
 
 from . import worldgen
 
@@ -125,7 +126,7 @@ def machine() -> dict:
             "tar": _version(["tar", "--version"]), "gzip": _version(["gzip", "--version"]),
             "zstd": _version(["zstd", "--version"]), "xz": _version(["xz", "--version"]),
             "bzip2": _version(["sh", "-c", "bzip2 --version 2>&1 </dev/null"]),
-            "codecs": codecs.describe(), "versions": _library_versions(),
+            "codecs": codecs.describe(), "walker": describe_walker(), "versions": _library_versions(),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -491,7 +492,7 @@ def render(rows: list, info: dict, rss_big: dict, big_info: dict, mach: dict, pa
         f"{mach['tar']}; {mach['gzip']}; {mach['zstd']}; {mach['bzip2']}; {mach['xz']}; {mach['versions']}. "
         f"Deflate: {mach['codecs']['deflate']} (levels 2-9; {mach['codecs']['adaptive']}), "
         f"{mach['codecs']['fast_deflate']} (level 1); "
-        f"inflate: {mach['codecs']['inflate']}. Load average before {load[0]}, after {load[1]}. "
+        f"inflate: {mach['codecs']['inflate']}; chunk NBT walker: {mach['walker']}. Load average before {load[0]}, after {load[1]}. "
         f"Two CPU-bound processes at once get {mach['parallel']}× the work of one done (2.0 would be two "
         "whole cores): the ceiling for anything that uses both CPUs.",
         "",
