@@ -19,7 +19,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 $(NBTWALK): backups/engine/native/nbtwalk.c
-	$(CC) -O2 -Wall -Werror -shared -fPIC -o $@.tmp $< && mv $@.tmp $@ \
+	$(CC) -O2 -Wall -shared -fPIC -o $@.tmp $< && mv $@.tmp $@ \
 		|| echo "warning: could not build $@; world validation walks NBT in Python (slower)" >&2
 
 run: venv
