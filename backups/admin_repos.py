@@ -71,16 +71,17 @@ class SnapshotRepositoryAdmin(ReadOnlyAdminMixin, SuperuserOnly, admin.ModelAdmi
                                                 source="admin")
         self.message_user(request, f"{len(rows)} repositories: the next snapshot reads every file.")
 
-    @admin.action(description="Prune now (unused data is marked, and deleted by the next prune)")
+    @admin.action(description="Prune now (queued on the node that holds it; unused data is marked, and deleted "
+                              "by the next prune)")
     def prune_now(self, request, queryset):
-        for row in queryset.select_related("target"):
-            if not snapshots.where_readable(row):
-                self.message_user(request, f"{row}: on game host {row.node}; its node prunes it with the retention "
-                                           "sweep", messages.WARNING)
-                continue
+        queued = []
+        for row in queryset.select_related("target", "server"):
             try:
-                result = snapshots.repository_prune(row)
+                node = snapshots.repository_prune_request(row=row, actor=request.user, request=request)
             except DomainError as exc:
                 self.message_user(request, f"{row}: {exc.message}", messages.ERROR)
                 continue
-            self.message_user(request, f"{row}: {result}")
+            queued.append(f"{row} (on {node})")
+        if queued:
+            self.message_user(request, f"Prune queued for {', '.join(queued)}; \"Pruned at\" shows when each "
+                                       "is done.")

@@ -99,6 +99,12 @@ def prune_repositories(fan_out: bool = True) -> int:
 
 
 @shared_task(ignore_result=True)
+def prune_repository(repository_id: int) -> dict | None:
+    """The admin's "Prune now": one repository, on the node that can read it."""
+    return snapshots.repository_prune_queued(repository_id=repository_id)
+
+
+@shared_task(ignore_result=True)
 def remove_backup_file(backup_id: int) -> bool:
     """A deleted backup's file (or a dropped local file), removed by the node that holds it."""
     return files.remove_here(backup_id=backup_id)

@@ -53,7 +53,7 @@ from backups.repo.export import export_tar_gz
 from backups.repo.repository import LocalStore, Repository, RepositoryError
 from backups.repo.target_store import TargetStore
 from backups.repo.verify import verify_snapshot
-from backups.services.lifecycle import checkpoint
+from backups.services.lifecycle import checkpoint, send_task
 from mcsite.audit import audit
 from mcsite.errors import DomainError, ErrorCode
 
@@ -480,6 +480,43 @@ def repository_prune(row: SnapshotRepository) -> dict:
     refresh_totals(row)
     logger.info("repository_pruned repository_id=%s %s", row.pk, result)
     return result
+
+
+def prune_node(row: SnapshotRepository) -> str:
+    """The node whose worker prunes ``row``: the one whose backup root holds it, or
+    for a storage target the server's node (its worker writes there already)."""
+    if row.target_id is None:
+        return row.node or settings.MCSITE_NODE
+    return row.server.node if row.server_id else settings.MCSITE_NODE
+
+
+def repository_prune_request(*, row: SnapshotRepository, actor=None, request=None, source: str = "admin") -> str:
+    """Queues a prune of ``row`` on ``prune_node(row)`` (a prune reads every
+    index and pack header: minutes on a big repository, never a web request's
+    work). Returns the node; raises DomainError if the broker refuses."""
+    node = prune_node(row)
+    try:
+        send_task("prune_repository", kwargs={"repository_id": row.pk}, queue=node)
+    except Exception as exc:  # noqa: BLE001 — any broker failure means nothing will run it
+        logger.error("prune_enqueue_failed repository_id=%s queue=%s error=%s", row.pk, node, exc)
+        raise DomainError(ErrorCode.INTERNAL_ERROR,
+                          f"Could not queue the prune: the broker did not accept it ({type(exc).__name__})")
+    audit(actor=actor, action="repository.prune_requested", obj=row, request=request, source=source,
+          detail={"server": row.server_name, "node": node})
+    return node
+
+
+def repository_prune_queued(*, repository_id: int) -> dict | None:
+    """The task side of ``repository_prune_request``: the prune, or None when the
+    row is gone; a failure is logged (it loses nothing: the next prune tries again)."""
+    row = SnapshotRepository.objects.select_related("target").filter(pk=repository_id).first()
+    if row is None:
+        return None
+    try:
+        return repository_prune(row)
+    except Exception as exc:  # noqa: BLE001
+        logger.error("repository_prune_failed repository_id=%s error=%s", row.pk, exc)
+        return None
 
 
 def prune_sweep(*, with_targets: bool = True) -> int:

@@ -612,9 +612,48 @@ def test_the_admin_lists_repositories_and_its_actions_rotate_prune_and_ask_a_ful
     listing = client.get("/admin/backups/snapshotrepository/").content.decode()
     assert incremental.name in listing and "×" in listing  # the dedup ratio
     url = "/admin/backups/snapshotrepository/"
-    for action in ("rotate_key", "prune_now", "full_read_next"):
+    for action in ("rotate_key", "full_read_next"):
         response = client.post(url, {"action": action, "_selected_action": [row.pk]})
         assert response.status_code == 302
     row.refresh_from_db()
-    assert row.kek != kek and row.pruned_at is not None and row.full_read_next
+    assert row.kek != kek and row.full_read_next
     assert take_backup(incremental).files_unchanged == 0  # the full read happened, with the rotated key
+
+
+def test_the_admins_prune_now_is_queued_on_the_repositorys_node_not_run_in_the_request(
+        incremental, take_backup, admin_user, client, monkeypatch, settings):
+    from backups import tasks
+    from mcsite.models import AuditEvent
+    from mcsite.celery import app
+
+    take_backup(incremental)
+    row = SnapshotRepository.objects.get(server=incremental)
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs=None, queue=None, **options: sent.append(
+        (name, queue, kwargs)))
+    client.force_login(admin_user)
+    response = client.post("/admin/backups/snapshotrepository/", {"action": "prune_now", "_selected_action": [row.pk]},
+                           follow=True)
+    assert f"Prune queued for {row} (on {settings.MCSITE_NODE})" in response.content.decode()
+    assert sent == [("backups.tasks.prune_repository", settings.MCSITE_NODE, {"repository_id": row.pk})]
+    row.refresh_from_db()
+    assert row.pruned_at is None  # the web request only queued it
+    assert AuditEvent.objects.filter(action="repository.prune_requested", actor=admin_user).count() == 1
+
+    result = tasks.prune_repository(**sent[0][2])  # what the node's worker runs
+    row.refresh_from_db()
+    assert row.pruned_at is not None and isinstance(result, dict)
+    assert take_backup(incremental).status == "succeeded"  # and the repository still takes snapshots
+
+    # a repository on another game host's backup root goes to that host's queue
+    SnapshotRepository.objects.filter(pk=row.pk).update(node="game-b")
+    client.post("/admin/backups/snapshotrepository/", {"action": "prune_now", "_selected_action": [row.pk]})
+    assert sent[-1] == ("backups.tasks.prune_repository", "game-b", {"repository_id": row.pk})
+    # a broker that refuses is said, and nothing is recorded as requested
+    monkeypatch.setattr(app, "send_task", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("down")))
+    response = client.post("/admin/backups/snapshotrepository/", {"action": "prune_now", "_selected_action": [row.pk]},
+                           follow=True)
+    assert "Could not queue the prune: the broker did not accept it (ConnectionError)" in response.content.decode()
+    assert AuditEvent.objects.filter(action="repository.prune_requested").count() == 2
+    # a row deleted before the worker got to it is nothing to do
+    assert tasks.prune_repository(repository_id=10**9) is None
